@@ -1,0 +1,61 @@
+"""The export stage's one config, written as config.json into the export folder.
+
+Validation needs only the format table's names, so a bad command line is rejected before
+TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from export.errors import BadInput
+
+OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
+
+
+@dataclass
+class ExportConfig:
+    format: str = "tflite"                 # key of export.formats.FORMATS
+    quant: list[str] = field(default_factory=list)  # modes; empty -> every mode of the format
+    run: str | None = None                 # run folder; None -> newest under runs/ (metrics.json mtime)
+    out: str | None = None                 # export folder; None -> RUN/export
+    calib_size: int = 500                  # calibration images, a seeded sample of the TRAINING split
+    calib_seed: int = 0
+    per_channel: bool = True               # ONNX static int8: per-channel weight scales
+    opset: int = 17
+    qat_epochs: int = 2
+    qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
+    qat_batch_size: int = 100
+    parity_batch: int = 500                # images per interpreter call when the model allows a batch
+    runs_root: str = "runs"                # where --run is looked for when omitted
+
+    def modes(self) -> list[str]:
+        from export.formats import FORMATS
+        return list(self.quant) or list(FORMATS[self.format])
+
+    def validate(self) -> None:
+        from export.formats import FORMATS
+        if self.format not in FORMATS:
+            raise BadInput(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
+        supported = FORMATS[self.format]
+        for mode in self.quant:
+            if mode not in supported:
+                known = sorted({m for modes in FORMATS.values() for m in modes})
+                why = "unknown mode" if mode not in known else f"{self.format} has no mode"
+                raise BadInput(f"{why} {mode!r}; {self.format} supports {', '.join(supported)}")
+        if len(set(self.quant)) != len(self.quant):
+            raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
+        checks = [
+            (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
+            (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
+            (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
+            (self.qat_lr > 0, f"--qat-lr must be > 0, got {self.qat_lr}"),
+            (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),
+            (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise BadInput(msg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,136 @@
+"""Quantization-aware fine-tuning (tensorflow-model-optimization) and its int8 TFLite.
+
+tfmot's default registry knows Conv2D, Dense, pooling and ReLU but not our activation layers,
+so TanhExp (and export/lowering.py's LoweredTanhExp, which is what actually gets exported)
+get an explicit QuantizeConfig: no weights, and one fake-quant on the output, 8-bit,
+per-tensor, asymmetric (TanhExp's output range [-0.35, inf) is lopsided around zero), with
+moving-average ranges. That is exactly the output quantization the int8 kernels will apply.
+
+Callable without the export CLI: `model_q, info = fine_tune(model, splits)` then
+`to_tflite_int8(model_q, calib_images)`.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+    return tfmot.quantization.keras
+
+
+def output_quantize_config():
+    """A QuantizeConfig instance for stateless activation layers (built lazily: tfmot is heavy)."""
+    Q = _tfmot()
+
+    class ActivationOutputQuantizeConfig(Q.QuantizeConfig):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [Q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                        narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return ActivationOutputQuantizeConfig
+
+
+def quantize_aware(model):
+    """Annotate every layer (activations with our config, the rest with tfmot's defaults) and
+    return the quantize-aware clone; weights are kept."""
+    import tf_keras as keras
+
+    from export.lowering import LoweredTanhExp
+    from train.activations import TanhExp
+
+    Q = _tfmot()
+    cfg_cls = output_quantize_config()
+
+    def annotate(layer):
+        if isinstance(layer, (TanhExp, LoweredTanhExp)):
+            return Q.quantize_annotate_layer(layer, quantize_config=cfg_cls())
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer.__class__.from_config(layer.get_config())
+        return Q.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    scope = {"ActivationOutputQuantizeConfig": cfg_cls, "TanhExp": TanhExp, "LoweredTanhExp": LoweredTanhExp}
+    with Q.quantize_scope(scope):
+        return Q.quantize_apply(annotated)
+
+
+def _dataset(x, y, batch: int, seed: int | None):
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if seed is not None:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch).map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b)).prefetch(2)
+
+
+def _EpochLine(epochs):
+    import tf_keras as keras
+
+    class EpochLine(keras.callbacks.Callback):
+        # Keras prints progress to stdout; stdout belongs to the parity table, so log to stderr
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            vals = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            print(f"qat epoch {epoch + 1}/{epochs}: {vals} ({time.perf_counter() - self.t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+
+    return EpochLine()
+
+
+def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int = 100, seed: int = 0,
+              lowering: str | None = "bounded3", verbose: int = 2) -> tuple[object, dict]:
+    """QAT-fine-tune a trained float model on splits' training split (validated on its val split).
+
+    `lowering`: which export/lowering.py formula replaces TanhExp first (None keeps TanhExp)."""
+    import tf_keras as keras
+
+    from export.lowering import lowered_copy
+    keras.utils.set_random_seed(seed)
+    base = lowered_copy(model, lowering) if lowering else model
+    qmodel = quantize_aware(base)
+    qmodel.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
+    val = _dataset(splits.x_val, splits.y_val, 500, None) if len(splits.y_val) else None
+    t0 = time.perf_counter()
+    hist = qmodel.fit(_dataset(splits.x_train, splits.y_train, batch_size, seed), epochs=epochs,
+                      validation_data=val, verbose=0, callbacks=[_EpochLine(epochs)] if verbose else [])
+    h = hist.history
+    info = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "train_images": int(len(splits.y_train)),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "final_accuracy": round(float(h["accuracy"][-1]), 6)}
+    if "val_accuracy" in h:
+        info["final_val_accuracy"] = round(float(h["val_accuracy"][-1]), 6)
+    return qmodel, info
+
+
+def fine_tune_job(job) -> tuple[object, dict]:
+    c = job.cfg
+    return fine_tune(job.model, job.splits, c.qat_epochs, c.qat_lr, c.qat_batch_size, seed=c.calib_seed,
+                     lowering=job.lowering("qat") or None, verbose=2)
+
+
+def to_tflite_int8(qmodel, calib: np.ndarray) -> bytes:
+    """int8 in/out. The fake-quant ranges fix every quantized tensor; the calibration sample is
+    still needed for the tensors inside the activation (MINIMUM/EXP/TANH) that carry none."""
+    from export.tflite import convert_int8
+    return convert_int8(qmodel, calib)

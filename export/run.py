@@ -1,0 +1,155 @@
+"""The source of an export: a training run folder, its model, its data, and the Job handed to
+every converter.
+
+A run folder is what `python -m train` writes: model.keras, config.json (TrainConfig plus the
+data source) and, once finished, metrics.json. Everything that can be checked without
+TensorFlow is checked first, so a wrong path or a damaged file fails in milliseconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export.errors import BadInput, one_line
+from runtime.fileio import sha256_file
+
+# The pixels the models were trained on: float = uint8 * SCALE + OFFSET (train/loop.py: / 255).
+SCALE, OFFSET = 1.0 / 255.0, 0.0
+
+
+@dataclass
+class Run:
+    dir: Path
+    config: dict          # the run's config.json (TrainConfig fields + data_source)
+    model_path: Path
+    model_sha256: str
+    metrics: dict | None  # metrics.json, None for an unfinished run
+
+
+def newest_run(root: str | os.PathLike = "runs") -> Path:
+    """The run folder under `root` whose metrics.json (written last by train) is newest."""
+    finished = [p.parent for p in Path(root).glob("*/metrics.json") if (p.parent / "model.keras").is_file()]
+    if not finished:
+        raise BadInput(f"no finished run under {root}/ (a folder with metrics.json and model.keras); "
+                       "pass --run RUN_DIR")
+    return max(finished, key=lambda d: (d / "metrics.json").stat().st_mtime)
+
+
+def check_keras_file(path: Path) -> None:
+    """A .keras file is a zip of config.json + model.weights.h5; catch damage before TF loads it."""
+    if not path.is_file():
+        raise BadInput(f"model not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = {"config.json", "model.weights.h5"} - names
+            if missing:
+                raise BadInput(f"{path}: not a Keras model file (missing {', '.join(sorted(missing))})")
+            bad = z.testzip()  # CRC of every member: truncation and bit rot show up here
+            if bad:
+                raise BadInput(f"{path}: corrupt (member {bad} fails its CRC check)")
+            json.loads(z.read("config.json"))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise BadInput(f"{path}: corrupt or not a Keras model file ({one_line(e)})") from None
+
+
+def open_run(run: str | os.PathLike | None, root: str | os.PathLike = "runs") -> Run:
+    d = Path(run) if run else newest_run(root)
+    if not d.is_dir():
+        raise BadInput(f"run folder not found: {d}")
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file():
+        raise BadInput(f"{d} has no config.json; is it a run folder from `python -m train`?")
+    try:
+        config = json.loads(cfg_path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise BadInput(f"{cfg_path}: unreadable ({one_line(e)})") from None
+    for key in ("arch", "act", "seed", "val_size"):
+        if key not in config:
+            raise BadInput(f"{cfg_path}: missing {key!r}")
+    model_path = d / "model.keras"
+    check_keras_file(model_path)
+    metrics = None
+    if (d / "metrics.json").is_file():
+        try:
+            metrics = json.loads((d / "metrics.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            metrics = None  # informative only; the export measures accuracy itself
+    return Run(d, config, model_path, sha256_file(model_path), metrics)
+
+
+def load_model(path: Path):
+    import tf_keras as keras
+
+    from train.activations import custom_objects
+    try:
+        return keras.models.load_model(path, custom_objects=custom_objects(), safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises ValueError, OSError, TypeError, h5py errors ...
+        raise BadInput(f"{path}: cannot load the Keras model ({one_line(e)})") from None
+
+
+def load_splits(run: Run):
+    """The run's own data, split exactly as training split it (same spec, val_size, seed, limit)."""
+    from train.data import DataError, load
+    c = run.config
+    try:
+        s = load(c.get("data"), int(c["val_size"]), int(c["seed"]))
+    except DataError as e:
+        raise BadInput(f"data of {run.dir}: {one_line(e)}") from None
+    if c.get("limit_train"):
+        s.x_train, s.y_train = s.x_train[:c["limit_train"]], s.y_train[:c["limit_train"]]
+    return s
+
+
+def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of the training split: never val or test, which must stay unseen."""
+    idx = np.random.default_rng(seed).choice(len(x_train), size=min(n, len(x_train)), replace=False)
+    return x_train[np.sort(idx)]
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
+
+
+@dataclass
+class Job:
+    """Everything a converter may use. Converters write one file and return manifest extras."""
+
+    cfg: object              # ExportConfig
+    run: Run
+    model: object            # the trained float Keras model, as loaded
+    splits: object           # train.data.Splits
+    workdir: Path            # scratch outside the bundle for intermediates (removed afterwards)
+    cache: dict = field(default_factory=dict)
+
+    def memo(self, key, make):
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    def lowering(self, mode: str) -> str | None:
+        from export.lowering import choose, has_tanhexp
+        return choose(mode) if has_tanhexp(self.model) else None
+
+    def lowered(self, mode: str):
+        """The model as exported for `mode`: TanhExp layers replaced by the chosen lowering."""
+        from export.lowering import choose, lowered_copy
+        name = choose(mode)
+        return self.memo(("lowered", name), lambda: lowered_copy(self.model, name))
+
+    def calib_uint8(self) -> np.ndarray:
+        return self.memo("calib", lambda: calibration_sample(self.splits.x_train, self.cfg.calib_size,
+                                                             self.cfg.calib_seed))
+
+    def calib(self) -> np.ndarray:
+        return to_float(self.calib_uint8())
+
+    def calibration_info(self) -> dict:
+        return {"split": "train", "count": int(len(self.calib_uint8())), "seed": self.cfg.calib_seed}

@@ -1,0 +1,152 @@
+"""TFLite: converters for each mode, and reading a converted file back (I/O, ops, predictions).
+
+Every converter takes the lowered model for its mode (export/lowering.py: TanhExp as builtin
+ops) and writes one .tflite file; what the manifest says about the file is read back from the
+file by `describe`, never from the converter settings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export import opcheck
+from export.run import OFFSET, SCALE
+
+SUFFIX = ".tflite"
+
+
+def _converter(model):
+    import tensorflow as tf
+    return tf, tf.lite.TFLiteConverter.from_keras_model(model)
+
+
+def _representative(images: np.ndarray):
+    # one image per step: the batch dimension of the traced model is dynamic, but the
+    # calibrator's statistics are defined per example
+    def gen():
+        for i in range(len(images)):
+            yield [images[i:i + 1]]
+    return gen
+
+
+def _full_int8(tf, conv, calib: np.ndarray) -> None:
+    """Integer-only: int8 in and out, builtin int8 kernels only (what MCUs and NPUs run)."""
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = _representative(calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+
+
+def float32(job, out: Path) -> dict:
+    _, conv = _converter(job.lowered("float32"))
+    Path(out).write_bytes(conv.convert())
+    return {"lowering": job.lowering("float32")}
+
+
+def float16(job, out: Path) -> dict:
+    tf, conv = _converter(job.lowered("float16"))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]  # weights stored as float16, math in float32
+    Path(out).write_bytes(conv.convert())
+    return {"lowering": job.lowering("float16")}
+
+
+def dynamic(job, out: Path) -> dict:
+    tf, conv = _converter(job.lowered("dynamic"))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no dataset: int8 weights, float activations
+    Path(out).write_bytes(conv.convert())
+    return {"lowering": job.lowering("dynamic")}
+
+
+def int8(job, out: Path) -> dict:
+    tf, conv = _converter(job.lowered("int8"))
+    _full_int8(tf, conv, job.calib())
+    Path(out).write_bytes(conv.convert())
+    return {"lowering": job.lowering("int8"), "calibration": job.calibration_info()}
+
+
+def qat(job, out: Path) -> dict:
+    from export import qat as qat_mod
+    qmodel, info = qat_mod.fine_tune_job(job)
+    Path(out).write_bytes(qat_mod.to_tflite_int8(qmodel, job.calib()))
+    return {"lowering": job.lowering("qat"), "calibration": job.calibration_info(), "qat": info}
+
+
+def convert_int8(model, calib: np.ndarray) -> bytes:
+    """Full-integer conversion of any Keras model (used by QAT and by tests)."""
+    tf, conv = _converter(model)
+    _full_int8(tf, conv, calib)
+    return conv.convert()
+
+
+# --- reading a converted file back -------------------------------------------------------
+
+def _interpreter(path, **kw):
+    from ai_edge_litert.interpreter import Interpreter
+    return Interpreter(model_path=str(path), **kw)
+
+
+def ops(path: Path) -> list[str]:
+    return opcheck.tflite_ops(Path(path).read_bytes())
+
+
+def validate(path: Path) -> None:
+    """The runtime must accept it: load and allocate with the interpreter the device uses."""
+    _interpreter(path).allocate_tensors()
+
+
+def _tensor(d: dict) -> dict:
+    sig = d.get("shape_signature")
+    dims = sig if sig is not None and len(sig) else d["shape"]
+    dtype = np.dtype(d["dtype"])
+    scale, zp = d.get("quantization", (0.0, 0))
+    quant = ({"scale": float(scale), "zero_point": int(zp)}
+             if np.issubdtype(dtype, np.integer) and scale else None)
+    return {"name": d["name"], "shape": [None if int(v) < 0 else int(v) for v in dims],
+            "dtype": dtype.name, "quantization": quant}
+
+
+def describe(path: Path) -> dict:
+    it = _interpreter(path)
+    ins, outs = it.get_input_details(), it.get_output_details()
+    if len(ins) != 1 or len(outs) != 1:
+        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
+    inp, outp = _tensor(ins[0]), _tensor(outs[0])
+    inp["layout"] = "NHWC"  # TFLite convolutions are NHWC; the converter never transposes inputs
+    return {"input": inp, "output": outp}
+
+
+def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(x / np.float32(scale) + zero_point), info.min, info.max).astype(dtype)
+
+
+def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """Probabilities for uint8 NHWC images; int8 I/O (de)quantized with the model's own params."""
+    it = _interpreter(path)
+    d = it.get_input_details()[0]
+    sig = d.get("shape_signature")
+    n = len(images)
+    b = min(batch, n) if sig is not None and len(sig) and sig[0] == -1 else 1
+    if b != d["shape"][0]:
+        it.resize_tensor_input(d["index"], [b, *d["shape"][1:]])
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    in_q, out_q = d["quantization"], o["quantization"]
+    in_int = np.issubdtype(np.dtype(d["dtype"]), np.integer)
+    out_int = np.issubdtype(np.dtype(o["dtype"]), np.integer)
+    probs = []
+    for i in range(0, n, b):
+        chunk = images[i:i + b]
+        k = len(chunk)
+        if k < b:  # pad the tail instead of re-allocating for one short batch
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
+        x = chunk.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
+        x = quantize(x, d["dtype"], *in_q) if in_int else x.astype(d["dtype"])
+        it.set_tensor(d["index"], x)
+        it.invoke()
+        y = it.get_tensor(o["index"])[:k]
+        probs.append((y.astype(np.float32) - out_q[1]) * np.float32(out_q[0]) if out_int else y.astype(np.float32))
+    return np.concatenate(probs)

@@ -1,0 +1,151 @@
+"""One interface over LiteRT and ONNX Runtime, looked up by format and imported lazily.
+
+A device with only one runtime installed can still bench that format: the registry maps a
+format to a module name, and only `get_backend(fmt)` imports it. A missing package raises
+MissingRuntime (one line naming what to pip install), which becomes that model's error row.
+
+Everything a backend needs to feed the model is read from the model (input shape, dtype,
+quantization scale/zero point); the manifest only supplies the pixel normalization and,
+where a format cannot say (integer inputs of an ONNX graph), a fallback quantization.
+
+The timed path is `infer(x)`: copy one prepared input in, invoke, copy the output out.
+`prepare()` (normalize, quantize, transpose) and `postprocess()` (dequantize) are vectorized
+over many images outside the timed loop, so the per-call Python cost is a few microseconds.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from runtime.errors import MissingRuntime, ModelError
+
+# format -> (module, pip package named in the error when the module's runtime is missing)
+REGISTRY: dict[str, tuple[str, str]] = {
+    "tflite": ("runtime.backends.litert", "ai-edge-litert"),
+    "onnx": ("runtime.backends.onnxrt", "onnxruntime"),
+}
+
+
+def get_backend(fmt: str) -> type["Backend"]:
+    if fmt not in REGISTRY:
+        raise ModelError(f"no backend for format {fmt!r} (known: {sorted(REGISTRY)})")
+    module, package = REGISTRY[fmt]
+    try:
+        return importlib.import_module(module).BACKEND
+    except ImportError:
+        raise MissingRuntime(fmt, package) from None
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # batch first; None for a dynamic dimension
+    dtype: np.dtype
+    scale: float | None = None  # set for integer tensors: real = (q - zero_point) * scale
+    zero_point: int | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return np.issubdtype(self.dtype, np.integer)
+
+
+class Backend(ABC):
+    """A loaded model. Subclasses set `infer`, `invoke_raw` and `set_input` as bound
+    closures in `_bind()` (no attribute or dict lookups on the timed path)."""
+
+    format: str = ""
+    infer: Callable[[np.ndarray], np.ndarray]
+    invoke_raw: Callable[[], object]
+    set_input: Callable[[np.ndarray], None]
+
+    def __init__(self, inp: TensorSpec, out: TensorSpec, layout: str,
+                 normalization: tuple[float, float]):
+        if inp.quantized and not inp.scale:
+            raise ModelError(f"input {inp.name!r} is {np.dtype(inp.dtype).name} but its "
+                             "quantization scale is unknown")
+        if out.quantized and not out.scale:
+            raise ModelError(f"output {out.name!r} is {np.dtype(out.dtype).name} but its "
+                             "quantization scale is unknown")
+        self.input, self.output, self.layout = inp, out, layout
+        self.norm_scale, self.norm_offset = normalization
+        self.batch = 1
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path, threads: int = 1, normalization=(1 / 255, 0.0), layout_hint=None,
+             input_quant=None, output_quant=None) -> "Backend":
+        """Load `path`; raise ModelError with one line for anything wrong with it."""
+
+    @abstractmethod
+    def set_batch(self, n: int) -> bool:
+        """Make the model take `n` images per call; False (batch unchanged) if it cannot."""
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def image_shape(self) -> tuple:
+        """(H, W, C) the model wants, in NHWC terms; None where dynamic."""
+        s = self.input.shape
+        return tuple(s[1:]) if self.layout == "NHWC" else (s[2], s[3], s[1])
+
+    def check_images(self, hwc: tuple) -> None:
+        want = self.image_shape
+        if any(w is not None and w != h for w, h in zip(want, hwc)):
+            raise ModelError(f"model input {self.layout} {list(self.input.shape)} does not fit "
+                             f"images of shape {tuple(hwc)} (HWC)")
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC -> what the model takes: normalized, quantized, in its layout."""
+        spec = self.input
+        if spec.quantized:
+            # one fused affine map: q = round((u * s + o) / scale + zp)
+            a = self.norm_scale / spec.scale
+            b = self.norm_offset / spec.scale + spec.zero_point
+            info = np.iinfo(spec.dtype)
+            x = np.clip(np.rint(images * a + b), info.min, info.max).astype(spec.dtype)
+        else:
+            x = images.astype(np.float32) * np.float32(self.norm_scale) + np.float32(self.norm_offset)
+            x = x.astype(spec.dtype, copy=False)
+        if self.layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x)
+
+    def postprocess(self, raw: np.ndarray) -> np.ndarray:
+        spec = self.output
+        if spec.quantized:
+            return ((raw.astype(np.float32) - spec.zero_point) * np.float32(spec.scale))
+        return raw.astype(np.float32, copy=False)
+
+    def run(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
+        """Probabilities for uint8 NHWC images, `batch` at a time where the model allows."""
+        n = len(images)
+        want = min(batch, n)
+        if want <= 1 or not self.set_batch(want):
+            self.set_batch(1)
+        b = self.batch
+        outs = []
+        for i in range(0, n, b):
+            chunk = images[i:i + b]
+            k = len(chunk)
+            if k < b:  # pad the tail rather than re-allocating the interpreter for it
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
+            raw = self.infer(self.prepare(chunk))
+            outs.append(self.postprocess(raw.reshape(b, -1)[:k]))
+        return np.concatenate(outs)
+
+
+def guess_layout(shape: tuple, hint: str | None) -> str:
+    """NHWC or NCHW from a rank-4 shape: channels are the small dimension (1 or 3)."""
+    if len(shape) != 4:
+        raise ModelError(f"model input has rank {len(shape)} {list(shape)}; expected 4 (image batch)")
+    last, second = shape[3], shape[1]
+    if last in (1, 3, 4) and second not in (1, 3, 4):
+        return "NHWC"
+    if second in (1, 3, 4) and last not in (1, 3, 4):
+        return "NCHW"
+    return hint if hint in ("NHWC", "NCHW") else "NHWC"

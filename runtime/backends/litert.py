@@ -1,0 +1,107 @@
+"""TFLite models on LiteRT (`ai-edge-litert`), or `tflite-runtime` on older Raspberry Pis."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:  # the older package name still found on Pi OS images
+    from tflite_runtime.interpreter import Interpreter  # ImportError here -> MissingRuntime
+
+from runtime.backends import Backend, TensorSpec, guess_layout
+from runtime.errors import ModelError, one_line
+
+
+def check_flatbuffer(path) -> None:
+    """Cheap structural checks before the native loader sees the bytes: the file identifier
+    at 4:8 and a root-table offset inside the file. LiteRT also verifies the flatbuffer, but
+    a clear message beats 'not a valid Flatbuffer buffer' for the common mistakes."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if size < 8 or head[4:8] != b"TFL3":
+        raise ModelError("not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4:8)")
+    if int.from_bytes(head[:4], "little") >= size:
+        raise ModelError("truncated TFLite model (root table offset past the end of the file)")
+
+
+def _spec(d: dict) -> TensorSpec:
+    sig = d.get("shape_signature")
+    dims = sig if sig is not None and len(sig) else d["shape"]
+    scale, zp = d.get("quantization", (0.0, 0))
+    dtype = np.dtype(d["dtype"])
+    q = np.issubdtype(dtype, np.integer)
+    return TensorSpec(d["name"], tuple(None if int(v) < 0 else int(v) for v in dims), dtype,
+                      float(scale) if q and scale else None, int(zp) if q else None)
+
+
+class LiteRTBackend(Backend):
+    format = "tflite"
+
+    def __init__(self, it, normalization, layout_hint):
+        ins, outs = it.get_input_details(), it.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ModelError(f"expected 1 input and 1 output, model has {len(ins)} and {len(outs)}")
+        self._it, self._ii, self._oi = it, ins[0]["index"], outs[0]["index"]
+        inp = _spec(ins[0])
+        super().__init__(inp, _spec(outs[0]), guess_layout(inp.shape, layout_hint), normalization)
+        self.batch = int(ins[0]["shape"][0])
+        self._bind()
+
+    @classmethod
+    def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
+             input_quant=None, output_quant=None):
+        # input_quant/output_quant (the manifest's copies) are deliberately ignored: a TFLite
+        # model carries its own scale and zero point, and those are the ones that are right.
+        check_flatbuffer(path)
+        try:
+            it = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            it.allocate_tensors()
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelError(f"LiteRT cannot load it: {one_line(e, with_type=False)}") from None
+        try:
+            return cls(it, normalization, layout_hint)
+        except (ValueError, RuntimeError, UnicodeDecodeError) as e:  # damaged tensor metadata
+            raise ModelError(f"LiteRT cannot read its inputs/outputs: {one_line(e)}") from None
+
+    def _bind(self) -> None:
+        it, ii, oi = self._it, self._ii, self._oi
+        set_tensor, invoke, get_tensor = it.set_tensor, it.invoke, it.get_tensor
+
+        def infer(x):
+            set_tensor(ii, x)
+            invoke()
+            return get_tensor(oi)
+
+        def set_input(x):
+            set_tensor(ii, x)
+
+        self.infer, self.invoke_raw, self.set_input = infer, invoke, set_input
+
+    def set_batch(self, n: int) -> bool:
+        if n == self.batch:
+            return True
+        it, rest = self._it, list(self.input.shape[1:])
+        try:
+            # strict=False also lets a fixed batch of 1 grow where the graph allows it;
+            # the output check below catches graphs that accept it but compute nonsense
+            it.resize_tensor_input(self._ii, [n, *rest], strict=False)
+            it.allocate_tensors()
+            out = it.get_tensor(self._oi)
+            if out.shape[0] != n:
+                raise ValueError(f"output batch {out.shape[0]} != {n}")
+        except (ValueError, RuntimeError):
+            it.resize_tensor_input(self._ii, [self.batch, *rest], strict=False)
+            it.allocate_tensors()
+            return False
+        self.batch = n
+        return True
+
+    def close(self) -> None:
+        self._it = None
+        self.infer = self.invoke_raw = self.set_input = None
+
+
+BACKEND = LiteRTBackend

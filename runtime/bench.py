@@ -1,0 +1,121 @@
+"""python -m runtime.bench: measure exported models on this device.
+
+A thin CLI over runtime.measure.run_bench. Exit codes: 0 every model measured, 1 some
+model failed (its row says why), 2 the run itself could not start (bad arguments, no
+bundle, bad manifest, damaged test split), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from runtime.errors import BenchError, one_line
+from runtime.fileio import atomic_path, write_json
+from runtime.measure import BenchConfig, run_bench
+from runtime.progress import progress
+from runtime.table import bench_summary
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage dump
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _count(zero_ok=False):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
+        if v < (0 if zero_ok else 1):
+            raise argparse.ArgumentTypeError(f"must be >= {0 if zero_ok else 1}: {v}")
+        return v
+    return parse
+
+
+def _seconds(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {s}")
+    return v
+
+
+def _names(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m runtime.bench", description="Measure exported models on this "
+                "device: accuracy, agreement, latency, throughput, memory (docs/runtime.md).")
+    what = p.add_argument_group("what to measure")
+    src = what.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", metavar="DIR", help="a device bundle: every artifact in its manifest")
+    src.add_argument("--model", metavar="FILE", action="append", dest="models",
+                     help="a bare .tflite/.onnx file (repeatable); no hashes to check")
+    what.add_argument("--data", metavar="NPZ", help="with --model: test images x (uint8 NHWC) "
+                      "and labels y; without it, synthetic images (latency only)")
+    what.add_argument("--reference", metavar="NPZ", help="with --model: reference probs for agreement")
+    what.add_argument("--formats", type=_names, action="extend", metavar="F[,F]",
+                      help="only these formats (tflite, onnx)")
+    what.add_argument("--modes", type=_names, action="extend", metavar="M[,M]",
+                      help="only these modes (float32, float16, dynamic, int8, qat)")
+    what.add_argument("--limit", type=_count(), metavar="N", help="only the first N test images")
+
+    t = p.add_argument_group("timing")
+    t.add_argument("--threads", type=_count(), default=1, metavar="N", help="runtime threads (1)")
+    t.add_argument("--warmup", type=_count(zero_ok=True), default=10, metavar="N", help="untimed calls first (10)")
+    length = t.add_mutually_exclusive_group()
+    length.add_argument("--runs", type=_count(), default=100, metavar="N", help="timed single-image calls (100)")
+    length.add_argument("--min-seconds", type=_seconds, metavar="S",
+                        help="time single-image calls for at least S seconds instead")
+    t.add_argument("--batch", type=_count(), default=32, metavar="N",
+                   help="images per call for accuracy and throughput (32)")
+    t.add_argument("--in-process", action="store_true", help="measure all models in this "
+                   "process (faster start; peak RSS then accumulates, a crash ends the run)")
+    t.add_argument("--timeout", type=_seconds, metavar="S", help="per model (isolated runs)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--json", metavar="PATH", help="write the edge-bench/1 result document here")
+    out.add_argument("--save-probs", metavar="NPZ", help="write each model's probabilities here")
+    out.add_argument("--label", help="device label in results and reports (default: host name)")
+    out.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.bundle and (a.data or a.reference):
+        parser.error("--data/--reference go with --model; a bundle brings its own")
+    cfg = BenchConfig(bundle=a.bundle, models=a.models or [], data=a.data, reference=a.reference,
+                      formats=a.formats, modes=a.modes, limit=a.limit, threads=a.threads,
+                      warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds, batch=a.batch,
+                      isolate=not a.in_process, timeout=a.timeout, label=a.label)
+    try:
+        result = run_bench(cfg, progress(not a.no_progress, lambda job: job.artifact.file))
+        if a.json:
+            write_json(a.json, result.doc)
+        if a.save_probs:
+            with atomic_path(a.save_probs) as tmp, open(tmp, "wb") as f:
+                np.savez(f, **result.probs)
+    except BenchError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # cannot write --json/--save-probs
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(bench_summary(result.doc))
+    return 1 if any(r["error"] for r in result.doc["rows"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

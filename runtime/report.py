@@ -1,0 +1,193 @@
+"""python -m runtime.report RESULTS.json [RESULTS.json ...] --out DIR
+
+Merges edge-bench/1 results from several devices into DIR/report.md with PNG plots
+(runtime.plots, matplotlib imported only there). Meant for a dev machine: matplotlib is not a
+device dependency. Exit 2 with one `error:` line for unreadable input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from runtime.errors import BenchError, one_line
+from runtime.fileio import write_text
+from runtime.schema import BENCH_SCHEMA
+from runtime.table import markdown_table
+
+ACTS = ("relu", "tanhexp")
+
+
+def load_results(paths) -> list[dict]:
+    docs = []
+    for p in map(Path, paths):
+        try:
+            doc = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise BenchError(f"result file not found: {p}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BenchError(f"{p}: not valid JSON: {one_line(e)}") from None
+        if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA \
+                or not isinstance(doc.get("rows"), list):
+            raise BenchError(f"{p}: not an {BENCH_SCHEMA} result (from python -m runtime.bench --json)")
+        doc["_path"] = str(p)
+        docs.append(doc)
+    return docs
+
+
+def merge(docs: list[dict]) -> list[dict]:
+    """All rows, each tagged with its document's device label. Documents with the same label
+    are one device (e.g. a ReLU and a TanhExp bundle benched on the same Pi)."""
+    rows = []
+    for doc in docs:
+        label = (doc.get("settings") or {}).get("label") \
+            or ((doc.get("provenance") or {}).get("device") or {}).get("hostname") or "device"
+        doc["_label"] = label
+        rows += [{**r, "device": label, "act": (r.get("act") or "?").lower()} for r in doc["rows"]]
+    return rows
+
+
+def act_pairs(rows: list[dict]) -> list[dict]:
+    """TanhExp and ReLU builds of the same (device, arch, format, mode), side by side."""
+    by = {}
+    for r in rows:
+        if not r.get("error") and r["act"] in ACTS:
+            by.setdefault((r["device"], r.get("arch"), r["format"], r.get("mode")), {}).setdefault(r["act"], r)
+    out = []
+    for (dev, arch, fmt, mode), acts in by.items():
+        if len(acts) == 2:
+            re, te = acts["relu"], acts["tanhexp"]
+            ratio = lambda k: (te[k] / re[k]) if te.get(k) and re.get(k) else None
+            delta = (te["accuracy"] - re["accuracy"]) if None not in (te["accuracy"], re["accuracy"]) else None
+            out.append({"device": dev, "arch": arch, "format": fmt, "mode": mode,
+                        "relu_p50": re["latency_ms_p50"], "tanhexp_p50": te["latency_ms_p50"],
+                        "latency_ratio": ratio("latency_ms_p50"),
+                        "throughput_ratio": ratio("throughput_ips"),
+                        "relu_acc": re["accuracy"], "tanhexp_acc": te["accuracy"], "acc_delta": delta})
+    return out
+
+
+def float_deltas(rows: list[dict]) -> list[dict]:
+    """Each model against the float32 build of the same device/act/arch (same format first)."""
+    ok = [r for r in rows if not r.get("error")]
+    base = {}
+    for r in ok:
+        if r.get("mode") == "float32":
+            base.setdefault((r["device"], r["act"], r.get("arch"), r["format"]), r)
+            base.setdefault((r["device"], r["act"], r.get("arch"), None), r)
+    out = []
+    for r in ok:
+        b = base.get((r["device"], r["act"], r.get("arch"), r["format"])) \
+            or base.get((r["device"], r["act"], r.get("arch"), None))
+        d = {"device": r["device"], "act": r["act"], "arch": r.get("arch"), "format": r["format"],
+             "mode": r.get("mode"), "accuracy": r["accuracy"], "agreement_ref": r["agreement_ref"],
+             "max_abs_diff_ref": r["max_abs_diff_ref"], "acc_delta_pp": None, "speedup": None}
+        if b is not None:
+            if r["accuracy"] is not None and b["accuracy"] is not None:
+                d["acc_delta_pp"] = (r["accuracy"] - b["accuracy"]) * 100
+            if r.get("latency_ms_p50") and b.get("latency_ms_p50"):
+                d["speedup"] = b["latency_ms_p50"] / r["latency_ms_p50"]
+        out.append(d)
+    return out
+
+
+DEVICE_COLS = [("device", "device", ""), ("cpu", "cpu", ""), ("arch", "arch", ""),
+               ("cores", "cores", "d"), ("threads", "threads", "d"), ("images", "images", "d"),
+               ("runtimes", "runtimes", ""), ("git", "git", ""), ("source", "source run", "")]
+RESULT_COLS = [("device", "device", ""), ("act", "act", ""), ("arch", "arch", ""),
+               ("format", "fmt", ""), ("mode", "mode", ""), ("accuracy", "acc", ".4f"),
+               ("agreement_ref", "agree", ".4f"), ("max_abs_diff_ref", "max\u00a0|dp|", ".2e"),
+               ("latency_ms_p50", "p50 ms", ".3f"), ("latency_ms_p90", "p90 ms", ".3f"),
+               ("throughput_ips", "img/s", ".0f"), ("load_ms", "load ms", ".1f"),
+               ("peak_rss_mb", "rss MB", ".1f"), ("size_kb", "KB", ".1f"),
+               ("overhead_pct", "ovh %", ".1f")]
+PAIR_COLS = [("device", "device", ""), ("arch", "arch", ""), ("format", "fmt", ""),
+             ("mode", "mode", ""), ("relu_p50", "ReLU p50 ms", ".3f"),
+             ("tanhexp_p50", "TanhExp p50 ms", ".3f"), ("latency_ratio", "latency ratio", ".2f"),
+             ("throughput_ratio", "throughput ratio", ".2f"), ("relu_acc", "ReLU acc", ".4f"),
+             ("tanhexp_acc", "TanhExp acc", ".4f"), ("acc_delta", "\u0394acc", "+.4f")]
+DELTA_COLS = [("device", "device", ""), ("act", "act", ""), ("arch", "arch", ""),
+              ("format", "fmt", ""), ("mode", "mode", ""), ("accuracy", "acc", ".4f"),
+              ("acc_delta_pp", "\u0394acc vs float32 (pp)", "+.2f"),
+              ("agreement_ref", "agreement vs Keras", ".4f"), ("max_abs_diff_ref", "max |dp|", ".2e"),
+              ("speedup", "speed-up vs float32", ".2f")]
+
+
+def _device_row(doc: dict) -> dict:
+    prov = doc.get("provenance") or {}
+    dev, ver, s = prov.get("device") or {}, prov.get("versions") or {}, doc.get("settings") or {}
+    src = prov.get("source_run") or {}
+    return {"device": doc["_label"], "cpu": dev.get("cpu"), "arch": dev.get("arch"),
+            "cores": dev.get("cores"), "threads": s.get("threads"),
+            "images": (doc.get("data") or {}).get("count"),
+            "runtimes": ", ".join(f"{k} {ver[k]}" for k in ("ai-edge-litert", "tflite-runtime",
+                                                           "onnxruntime", "numpy") if k in ver),
+            "git": (prov.get("git_commit") or "-")[:12],
+            "source": src.get("dir") or "-"}
+
+
+def render(docs: list[dict], rows: list[dict], plots: dict[str, str]) -> str:
+    pairs, deltas = act_pairs(rows), float_deltas(rows)
+    ok = [r for r in rows if not r.get("error")]
+    img = lambda key, alt: [f"![{alt}]({plots[key]})", ""] if key in plots else []
+    md = ["# Edge benchmark report", "",
+          f"{len(docs)} result file(s), {len({r['device'] for r in rows})} device(s); generated "
+          f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `python -m runtime.report`.",
+          "Latency is one image per call (p50/p90, ms), throughput is batched (images/s); "
+          "see docs/runtime.md for what each number covers.", "",
+          "## Devices", "", markdown_table([_device_row(d) for d in docs], DEVICE_COLS), "",
+          "## Results", "", markdown_table(ok, RESULT_COLS) if ok else "No model was measured.", "",
+          *img("latency_vs_accuracy", "latency vs accuracy"),
+          "## TanhExp vs ReLU", ""]
+    if pairs:
+        md += ["Ratios are TanhExp / ReLU on the same device, format and precision "
+               "(latency ratio > 1: TanhExp is slower).", "", markdown_table(pairs, PAIR_COLS), "",
+               *img("tanhexp_vs_relu", "TanhExp vs ReLU latency ratio")]
+    else:
+        md += ["No pairs: the inputs do not hold both activations for the same device, "
+               "format and precision.", ""]
+    md += ["## Accuracy and agreement vs float", "",
+           "\u0394acc is against the float32 build of the same device, activation and format; "
+           "agreement and max |dp| are against the Keras float model (reference.npz).", ""]
+    md += [markdown_table(deltas, DELTA_COLS), "", *img("deltas_vs_float", "deltas vs float")] \
+        if deltas else ["No model was measured.", ""]
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        md += ["## Failures", ""] + [f"- {r['device']} `{r['file']}`: {r['error']}" for r in failed] + [""]
+    return "\n".join(md)
+
+
+def write_report(paths, out_dir, with_plots: bool = True) -> Path:
+    docs = load_results(paths)
+    rows = merge(docs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    if with_plots:
+        from runtime import plots as P  # matplotlib lives behind this import
+        plots = P.draw_all(rows, act_pairs(rows), float_deltas(rows), out)
+    path = out / "report.md"
+    write_text(path, render(docs, rows, plots))
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runtime.report", description=__doc__.split("\n\n")[0])
+    p.error = lambda msg: (print(f"error: {msg} (see --help)", file=sys.stderr), sys.exit(2))
+    p.add_argument("results", nargs="+", metavar="RESULTS.json", help="edge-bench/1 files")
+    p.add_argument("--out", required=True, metavar="DIR", help="where report.md and PNGs go")
+    p.add_argument("--no-plots", action="store_true", help="markdown only (no matplotlib needed)")
+    a = p.parse_args(argv)
+    try:
+        path = write_report(a.results, a.out, not a.no_plots)
+    except (BenchError, OSError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The bench on an emulated Raspberry Pi 5 and Pi 4 (arm64 Python under qemu-user) gives the
+same answers as on x86. Timings under emulation mean nothing; correctness does.
+
+Needs /work/shared/tools/pi-python (or $PI_PYTHON) set up once with `pi-python --setup`.
+Run: python -m pytest tests/runtime -m pi
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rt_helpers import REPO, run_cli
+
+# CI lays shared/ beside the clone, as the developers have it: ../shared/tools/pi-python
+TOOL = Path(os.environ.get("PI_PYTHON", REPO.parent / "shared" / "tools" / "pi-python"))
+PI_ROOT = Path(os.environ.get("PI_ROOT", Path.home() / ".cache" / "pi-python"))
+ARGS = ("--limit", "100", "--runs", "3", "--warmup", "1", "--batch", "16", "--no-progress")
+
+pytestmark = [
+    pytest.mark.pi,
+    pytest.mark.skipif(not TOOL.is_file(), reason=f"{TOOL} not found"),
+    pytest.mark.skipif(shutil.which("qemu-aarch64-static") is None, reason="no qemu-aarch64-static"),
+    pytest.mark.skipif(not (PI_ROOT / "sysroot/usr/bin/python3.11").exists(),
+                       reason=f"pi-python not set up ({TOOL} --setup)"),
+]
+
+
+def _load(tmp: Path):
+    doc = json.loads((tmp / "r.json").read_text())
+    with np.load(tmp / "p.npz", allow_pickle=False) as z:
+        return doc, {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def x86(tiny_bundle, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("x86")
+    r = run_cli("runtime.bench", "--bundle", tiny_bundle, *ARGS, "--json", tmp / "r.json",
+                "--save-probs", tmp / "p.npz")
+    assert r.returncode == 0, r.stderr
+    return _load(tmp)
+
+
+@pytest.mark.parametrize("pi", ["5", "4"])
+def test_emulated_pi_agrees_with_x86(tiny_bundle, x86, tmp_path, pi):
+    env = {**os.environ, "PI": pi, "PI_PATH": str(REPO)}
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([str(TOOL), "-m", "runtime.bench", "--bundle", str(tiny_bundle), *ARGS,
+                        "--json", str(tmp_path / "r.json"), "--save-probs", str(tmp_path / "p.npz"),
+                        "--label", f"pi{pi}-emulated"], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc, probs = _load(tmp_path)
+    ref_doc, ref_probs = x86
+    dev = doc["provenance"]["device"]
+    assert dev["arch"] == "aarch64" and f"Raspberry Pi {pi}" in dev["cpu"]
+
+    rows = {x["file"]: x for x in doc["rows"]}
+    for want in ref_doc["rows"]:
+        got = rows[want["file"]]
+        assert got["error"] is None, got["error"]
+        p, q = probs[want["file"]], ref_probs[want["file"]]
+        if want["mode"] == "int8":
+            # integer kernels may differ by a rounding step between x86 and ARM, not more
+            assert np.mean(p.argmax(1) == q.argmax(1)) >= 0.99
+            assert np.abs(p - q).max() <= 2 / 256 + 1e-7
+            assert abs(got["accuracy"] - want["accuracy"]) <= 0.01
+        else:
+            assert np.abs(p - q).max() <= 1e-5
+            assert got["accuracy"] == want["accuracy"]
+            assert got["agreement_ref"] == want["agreement_ref"]

@@ -1,0 +1,53 @@
+"""`python -m runtime.report`: several devices' results -> report.md + PNGs."""
+from __future__ import annotations
+
+import copy
+import json
+
+from rt_helpers import blocking_env, run_cli
+
+
+def _write(tmp_path, doc, name, label, act=None, slower=1.0):
+    d = copy.deepcopy(doc)
+    d["settings"]["label"] = label
+    for r in d["rows"]:
+        r["act"] = act or r["act"]
+        r["latency_ms_p50"] *= slower
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+def test_report_merges_devices(bench_json, tmp_path):
+    files = [_write(tmp_path, bench_json, "pi5", "pi5-test"),
+             _write(tmp_path, bench_json, "pi5-tanhexp", "pi5-test", act="tanhexp", slower=1.5),
+             _write(tmp_path, bench_json, "x86", "x86-test")]
+    out = tmp_path / "report"
+    r = run_cli("runtime.report", *files, "--out", out)
+    assert r.returncode == 0, r.stderr
+    md = (out / "report.md").read_text()
+    assert "pi5-test" in md and "x86-test" in md
+    for png in ("latency_vs_accuracy.png", "tanhexp_vs_relu.png", "deltas_vs_float.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in md
+    pair_rows = [ln for ln in md.splitlines() if ln.startswith("| pi5-test | tiny |")]
+    assert len(pair_rows) == 3 and all("| 1.50 |" in ln for ln in pair_rows)  # latency ratio
+    assert "x86-test | tiny | tflite" not in md.split("## TanhExp vs ReLU")[1].split("##")[0]
+
+
+def test_report_bad_input_is_one_line(bench_json, tmp_path):
+    r = run_cli("runtime.report", tmp_path / "nope.json", "--out", tmp_path / "o")
+    assert r.returncode == 2 and r.stderr.startswith("error: result file not found")
+    (tmp_path / "other.json").write_text('{"schema": "edge-bundle/1"}')
+    r = run_cli("runtime.report", tmp_path / "other.json", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "not an edge-bench/1 result" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_report_without_matplotlib(bench_json, tmp_path):
+    f = _write(tmp_path, bench_json, "x86", "x86-test")
+    env = blocking_env(tmp_path, {"matplotlib"})
+    r = run_cli("runtime.report", f, "--out", tmp_path / "o", env=env)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "pip install matplotlib" in r.stderr
+    r = run_cli("runtime.report", f, "--out", tmp_path / "o", "--no-plots", env=env)
+    assert r.returncode == 0 and "x86-test" in (tmp_path / "o" / "report.md").read_text()

@@ -1,0 +1,62 @@
+"""python -m train --act tanhexp: train a lightweight CIFAR-10 CNN (the seed recipe by default)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train a lightweight CIFAR-10 CNN. Defaults reproduce the seed experiment: "
+                    "Adam, batch 100, 50 epochs, pixels/255, no augmentation. Rerunning the same "
+                    "command after an interruption resumes after the last finished epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m = p.add_argument_group("model")
+    m.add_argument("--act", default="tanhexp", help="activation: relu or tanhexp")
+    m.add_argument("--arch", default="seed", help="architecture (registry in train/models.py)")
+    r = p.add_argument_group("recipe")
+    r.add_argument("--epochs", type=int, default=50)
+    r.add_argument("--batch-size", type=int, default=100, help="global batch, split across replicas")
+    r.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    r.add_argument("--seed", type=int, default=0, help="weights init, shuffling and the validation split")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", default=None,
+                   help="'shipped' (data/cifar10-jpeg.tar.gz, the default), 'official' (Keras download), "
+                        "or a path: cifar-10-python.tar.gz, cifar-10-batches-py/, an image-folder tree "
+                        "or .tar(.gz) with train/<class>/ and test/<class>/. Env: EDGECNN_DATA")
+    d.add_argument("--val-size", type=int, default=5000, help="validation images carved from train (0: none)")
+    d.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    o = p.add_argument_group("output and devices")
+    o.add_argument("--out", default=None, help="run folder (default runs/<arch>-<act>-s<seed>)")
+    o.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (for GPUs)")
+    o.add_argument("--deterministic", action="store_true", help="deterministic ops (same seed, same weights)")
+    o.add_argument("--verbose", type=int, default=1 if sys.stderr.isatty() else 2, choices=(0, 1, 2),
+                   help="1: progress bar, 2: one line per epoch, 0: quiet")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    from train.config import RunExists, TrainConfig
+    from train.data.errors import DataError
+
+    cfg = TrainConfig(act=args.act, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
+                      mixed_precision=args.mixed_precision, deterministic=args.deterministic,
+                      limit_train=args.limit_train, verbose=args.verbose)
+    try:
+        cfg.validate()  # before importing TensorFlow: bad input fails in milliseconds
+        from train.loop import train
+        train(cfg)
+    except (ValueError, DataError, RunExists, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume after the last finished epoch", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""TanhExp, f(x) = x * tanh(exp(x)) (Liu & Di, arXiv 2003.09855), as a real Keras layer.
+
+A layer, not a Lambda or a bare function, because tensorflow-model-optimization can only
+wrap layers it can clone and give a QuantizeConfig, and because a registered layer reloads
+with safe deserialization (`safe_mode=True`) once this module is imported.
+
+Why the exponent is bounded: exp overflows float32 above x ~ 88.7 and float16 above x ~ 11.1,
+and autodiff then computes d tanh(e^x)/dx = sech^2(e^x) * e^x = 0 * inf = NaN. But tanh(e^x)
+already rounds to exactly 1.0 in float32 once x > ~2.3 (e^x > 9, 1 - tanh < 2^-25), so
+exp(min(x, 3)) changes no float32 value while keeping every gradient finite, in float32 and
+under mixed precision. 3 is also the bound export uses, so Keras and the exported float
+graphs compute the same function op for op.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+EXP_BOUND = 3.0
+
+
+@keras.utils.register_keras_serializable(package="edgecnn", name="tanhexp")
+def tanhexp(x):
+    x = tf.convert_to_tensor(x)
+    return x * tf.math.tanh(tf.math.exp(tf.minimum(x, tf.cast(EXP_BOUND, x.dtype))))
+
+
+@keras.utils.register_keras_serializable(package="edgecnn")
+class TanhExp(keras.layers.Layer):
+    """x * tanh(exp(x)); stateless, dtype-polymorphic (works under mixed_float16)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return tanhexp(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def tanhexp_numpy(x: np.ndarray) -> np.ndarray:
+    """The independent reference: the textbook formula in float64, no bound."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return x * np.tanh(np.exp(x))
+
+
+# Activation name -> layer factory. Every model builder takes its activation from here.
+ACTIVATIONS = {
+    "relu": lambda name=None: keras.layers.ReLU(name=name),
+    "tanhexp": lambda name=None: TanhExp(name=name),
+}
+
+
+def register_activation_name() -> None:
+    """Make the plain name work too: `Conv2D(..., activation="tanhexp")`. Called by the model
+    builders (not at import), since it writes to Keras's global custom-object table."""
+    keras.utils.get_custom_objects().setdefault("tanhexp", tanhexp)
+
+
+def custom_objects() -> dict:
+    """What `keras.models.load_model(..., safe_mode=True)` needs to rebuild our models."""
+    return {"TanhExp": TanhExp, "edgecnn>TanhExp": TanhExp, "tanhexp": tanhexp}

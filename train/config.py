@@ -1,0 +1,64 @@
+"""The training stage's one config. Written as config.json into every run folder; together with
+the data file's sha256 it is everything needed to rerun."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class RunExists(Exception):
+    """The run folder holds a different run's files."""
+
+
+@dataclass
+class TrainConfig:
+    act: str = "tanhexp"            # registry key in train.activations.ACTIVATIONS
+    arch: str = "seed"              # registry key in train.models.ARCHS
+    epochs: int = 50                # seed recipe: 50 epochs
+    batch_size: int = 100           # seed recipe: batch 100 (global, across replicas)
+    lr: float = 1e-3                # Adam's default, as the seed used it
+    seed: int = 0
+    data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
+    val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
+    out: str | None = None          # run folder; default runs/<arch>-<act>-s<seed>
+    mixed_precision: bool = False   # mixed_float16 on GPU
+    deterministic: bool = False     # tf.config.experimental.enable_op_determinism()
+    limit_train: int | None = None  # first N training images (quick runs, tests)
+    verbose: int = 1                # 1: Keras progress bar, 2: a line per epoch, 0: silent
+
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.arch}-{self.act}-s{self.seed}")
+
+    def validate(self) -> None:
+        from train.activations import ACTIVATIONS
+        from train.models import ARCHS
+        checks = [
+            (self.act in ACTIVATIONS, f"unknown --act {self.act!r}; choose from {', '.join(ACTIVATIONS)}"),
+            (self.arch in ARCHS, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHS)}"),
+            (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
+            (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
+            (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, path) -> "TrainConfig":
+        d = json.loads(Path(path).read_text())
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    # What may differ between a run and its resumption without changing the result.
+    RESUME_FREE = ("verbose", "out")
+
+    def same_run(self, other: "TrainConfig") -> bool:
+        a, b = self.to_dict(), other.to_dict()
+        return all(a[k] == b[k] for k in a if k not in self.RESUME_FREE)

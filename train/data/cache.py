@@ -1,0 +1,61 @@
+"""Decode once, then load the arrays from an .npz keyed by the source's content.
+
+Files are keyed by their sha256 (so an edited file is re-read); directories by a hash of
+every file's relative path, size and mtime (hashing 60,000 JPEGs' bytes would cost more than
+decoding them). The .npz is written to a temporary name and renamed: a killed run never
+leaves a half-written cache, and a corrupt one is ignored and rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from runtime.fileio import atomic_path, sha256_file
+
+VERSION = 1  # bump when a reader's output changes
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("EDGECNN_CACHE", Path.home() / ".cache" / "edgecnn"))
+
+
+def fingerprint(path: str | None) -> str:
+    if path is None:
+        return "official"
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cached(kind: str, path: str | None, reader, cache_dir=None):
+    digest = fingerprint(path)
+    meta = {"kind": kind, "path": path, "sha256": digest}
+    f = Path(cache_dir or default_dir()) / f"cifar10-{kind}-v{VERSION}-{digest[:20]}.npz"
+    if f.exists():
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                arrays = tuple(z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+            return arrays, {**meta, "cache": str(f), "cache_hit": True}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            print(f"warning: ignoring corrupt cache {f}", file=sys.stderr)
+    t = time.perf_counter()
+    print(f"decoding {kind} data from {path or 'keras download'} (once; cached afterwards)", file=sys.stderr)
+    arrays = reader(path)
+    try:
+        with atomic_path(f) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
+    except OSError as e:  # a read-only home must not stop training
+        print(f"warning: could not write cache {f}: {e}", file=sys.stderr)
+    return arrays, {**meta, "cache": str(f), "cache_hit": False, "decode_s": round(time.perf_counter() - t, 2)}

@@ -1,0 +1,226 @@
+"""train(cfg): the seed recipe as a resumable, device-agnostic Keras fit.
+
+Why it is faster than the seed's `model.fit(float arrays)`: images stay uint8 in memory and
+are scaled to [0, 1] inside the input pipeline, batches are gathered by index and prefetched
+while the previous step runs, and the order of every epoch is a pure function of (seed, epoch)
+so that a resumed run sees exactly the batches an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from runtime.fileio import write_json, write_text
+from runtime.provenance import provenance
+from train.config import RunExists, TrainConfig
+
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    # Seeded by (seed, epoch), not by a running RNG, so resuming at epoch k reproduces epoch k.
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+
+
+def train_dataset(x, y, cfg: TrainConfig, first_epoch: int) -> tf.data.Dataset:
+    n = len(y)
+    orders = np.stack([epoch_order(cfg.seed, e, n) for e in range(first_epoch, cfg.epochs)])
+    xs, ys = tf.constant(x), tf.constant(y)
+
+    def gather(idx):
+        return tf.cast(tf.gather(xs, idx), tf.float32) / 255.0, tf.gather(ys, idx)
+
+    # Batches never straddle two epochs: each epoch's order is batched on its own.
+    ds = (tf.data.Dataset.from_tensor_slices(orders)
+          .flat_map(lambda o: tf.data.Dataset.from_tensor_slices(o).batch(cfg.batch_size))
+          .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+          .prefetch(tf.data.AUTOTUNE))
+    return _shard_by_data(ds)
+
+
+def eval_dataset(x, y, batch_size: int) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    ds = ds.map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b)).cache().prefetch(tf.data.AUTOTUNE)
+    return _shard_by_data(ds)
+
+
+def _shard_by_data(ds):
+    # In-memory data has no files to shard by; multi-worker training splits it by element.
+    opt = tf.data.Options()
+    opt.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opt)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """history.csv rewritten (atomically) after every epoch, then the checkpoint saved.
+
+    That order makes kill -9 safe: history may hold one epoch more than the checkpoint,
+    and on resume rows past the checkpoint are dropped and that epoch is trained again."""
+
+    def __init__(self, rows: list[dict], run: Path, save_ckpt, plot):
+        super().__init__()
+        self.rows, self.run, self.save_ckpt, self.plot = rows, run, save_ckpt, plot
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_KEYS[1:5] if k in logs},
+               "seconds": round(time.perf_counter() - self.t0, 3)}
+        self.rows.append(row)
+        write_history(self.run / "history.csv", self.rows)
+        self.save_ckpt(epoch + 1)
+        self.plot(self.rows)
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[k for k in HISTORY_KEYS if not rows or k in rows[0]])
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def save_model(model, path: Path) -> None:
+    # Keras insists on a '.keras' suffix, so the temporary name keeps it; rename is atomic.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
+    """Refuse to mix runs; return the finished metrics if this exact run is already done."""
+    cfg_file = run / "config.json"
+    if cfg_file.exists():
+        try:
+            old = TrainConfig.from_json(cfg_file)
+        except (ValueError, TypeError) as e:
+            raise RunExists(f"{cfg_file} is unreadable ({e}); move it away or choose another --out") from None
+        if not old.same_run(cfg):
+            diff = {k: (v, cfg.to_dict()[k]) for k, v in old.to_dict().items()
+                    if k not in TrainConfig.RESUME_FREE and v != cfg.to_dict()[k]}
+            raise RunExists(f"{run} holds a different run (differs in {diff}); choose another --out")
+        if (run / "metrics.json").exists() and (run / "model.keras").exists():
+            return json.loads((run / "metrics.json").read_text())
+    elif run.exists() and any(run.iterdir()):
+        raise RunExists(f"{run} is not empty and has no config.json; choose another --out")
+    return None
+
+
+def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
+    from train.data import load
+    from train.distribute import describe_devices, make_strategy
+    from train.models import build
+    from train.plots import plot_history
+
+    cfg.validate()
+    run = cfg.run_dir()
+    done = _prepare_run_dir(cfg, run)
+    if done is not None:
+        print(f"{run}: already trained ({done['epochs']} epochs, test accuracy "
+              f"{done['test_accuracy']:.4f}); nothing to do", file=sys.stderr)
+        return done
+    run.mkdir(parents=True, exist_ok=True)
+
+    data = load(cfg.data, cfg.val_size, cfg.seed)
+    if cfg.limit_train:
+        data.x_train, data.y_train = data.x_train[:cfg.limit_train], data.y_train[:cfg.limit_train]
+    print(data.describe(), file=sys.stderr)
+
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(cfg.seed)
+    name, strategy = make_strategy(strategy_name, devices)
+    where = describe_devices(strategy)
+    print(f"training {cfg.arch}/{cfg.act} on {where} ({name} strategy)", file=sys.stderr)
+
+    policy = keras.mixed_precision.global_policy()
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with strategy.scope():
+            model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
+                          final_dtype="float32" if cfg.mixed_precision else None)
+            opt = keras.optimizers.Adam(cfg.lr)
+            model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
+            epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+            ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
+        write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source})
+        manager = tf.train.CheckpointManager(ckpt, str(_ckpt_dir(run)), max_to_keep=1)
+        first = 0
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).expect_partial()
+            first = int(epoch_var.numpy())
+            print(f"resuming {run} after epoch {first}", file=sys.stderr)
+        rows = [r for r in read_history(run / "history.csv") if r["epoch"] <= first]
+
+        def save_ckpt(epoch):
+            epoch_var.assign(epoch)
+            manager.save(checkpoint_number=epoch)
+
+        title = f"{cfg.arch} / {cfg.act} (seed {cfg.seed})"
+        callbacks = [EpochLog(rows, run, save_ckpt, lambda r: plot_history(r, run / "accuracy.png", title)),
+                     keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0)]
+        steps = math.ceil(len(data.y_train) / cfg.batch_size)
+        val = eval_dataset(data.x_val, data.y_val, cfg.batch_size) if len(data.y_val) else None
+        if first < cfg.epochs:
+            model.fit(train_dataset(data.x_train, data.y_train, cfg, first), epochs=cfg.epochs,
+                      initial_epoch=first, steps_per_epoch=steps, validation_data=val,
+                      callbacks=callbacks, verbose=cfg.verbose)
+        test_loss, test_acc = model.evaluate(eval_dataset(data.x_test, data.y_test, 500), verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+    save_model(model, run / "model.keras")
+    metrics = summarize(rows, cfg, data, float(test_acc), float(test_loss), where, name, model.count_params())
+    write_json(run / "metrics.json", metrics)
+    print(f"{run}: test accuracy {test_acc:.4f}, best val {metrics['best_val_accuracy']} at epoch "
+          f"{metrics['best_val_epoch']}, {metrics['wall_time_s']:.0f} s", file=sys.stderr)
+    return metrics
+
+
+def _ckpt_dir(run: Path) -> Path:
+    # Under MultiWorkerMirroredStrategy every worker must save, but only the chief into the run.
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = tf_config.get("task", {})
+    if task and not (task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                       and "chief" not in tf_config.get("cluster", {}))):
+        return run / f"ckpt-{task.get('type')}-{task.get('index')}"
+    return run / "ckpt"
+
+
+def summarize(rows, cfg, data, test_acc, test_loss, where, strategy, params) -> dict:
+    vals = [r.get("val_accuracy", float("nan")) for r in rows]
+    best = int(np.nanargmax(vals)) if rows and not all(math.isnan(v) for v in vals) else None
+    secs = sum(r["seconds"] for r in rows)
+    return {
+        "test_accuracy": round(test_acc, 6), "test_loss": round(test_loss, 6),
+        "best_val_accuracy": None if best is None else round(vals[best], 6),
+        "best_val_epoch": None if best is None else rows[best]["epoch"],
+        "final_val_accuracy": None if not rows or best is None else round(vals[-1], 6),
+        "epochs": len(rows), "wall_time_s": round(secs, 2),
+        "images_per_s": round(len(data.y_train) * len(rows) / secs, 1) if secs else None,
+        "params": params, "trained_on": where, "strategy": strategy,
+        "data": data.source, "arch": cfg.arch, "act": cfg.act, "seed": cfg.seed,
+        **provenance(),
+    }
