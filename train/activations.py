@@ -26,6 +26,31 @@ def tanhexp(x):
     return x * tf.math.tanh(tf.math.exp(tf.minimum(x, tf.cast(EXP_BOUND, x.dtype))))
 
 
+# Why fused kernels: as separate ops, MINIMUM, EXP, TANH and MUL (and twice as many in the
+# backward pass) each stream the whole activation tensor through memory; on a CPU that made
+# TanhExp's forward+backward ~3x ReLU's and a large share of the training step. XLA compiles
+# each of the two functions below into one loop, and the hand-written derivative reuses
+# exp and tanh instead of differentiating op by op. Same function, same gradient (tested).
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _fused_forward(x):
+    return tanhexp(x)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _fused_backward(x, dy):
+    c = tf.cast(EXP_BOUND, x.dtype)
+    e = tf.math.exp(tf.minimum(x, c))
+    t = tf.math.tanh(e)
+    # d/dx x*tanh(e^x) = tanh(e^x) + x * sech^2(e^x) * e^x; past the bound the exponent is
+    # constant, so only tanh(e^c) (== 1) remains, exactly as autodiff of the bounded form.
+    return dy * (t + tf.where(x < c, x * (1 - t * t) * e, tf.zeros_like(x)))
+
+
+@tf.custom_gradient
+def tanhexp_fused(x):
+    return _fused_forward(x), lambda dy: _fused_backward(x, dy)
+
+
 @keras.utils.register_keras_serializable(package="edgecnn")
 class TanhExp(keras.layers.Layer):
     """x * tanh(exp(x)); stateless, dtype-polymorphic (works under mixed_float16)."""
@@ -35,7 +60,7 @@ class TanhExp(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        return tanhexp(inputs)
+        return tanhexp_fused(inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -10,12 +10,14 @@ from train.activations import ACTIVATIONS, register_activation_name
 L = keras.layers
 
 
-def seed(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=None) -> keras.Model:
+def seed(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=None,
+         make_act=None) -> keras.Model:
     """The seed experiment's network, exactly: 42,442 parameters with 10 classes.
 
     Conv 32 3x3 -> act -> MaxPool -> Conv 64 3x3 -> act -> MaxPool -> Flatten -> Dense softmax.
-    `final_dtype="float32"` keeps the softmax in float32 under mixed precision (same weights)."""
-    make = ACTIVATIONS[act]
+    `final_dtype="float32"` keeps the softmax in float32 under mixed precision (same weights);
+    `make_act` overrides the activation layer factory (the speed benchmark's seed baseline)."""
+    make = make_act or ACTIVATIONS[act]
     x = inp = keras.Input(input_shape, name="image")
     x = L.Conv2D(32, 3, name="conv1")(x)
     x = make(name="act1")(x)

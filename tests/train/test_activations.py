@@ -3,36 +3,41 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from train.activations import TanhExp, tanhexp, tanhexp_numpy
+from train.activations import TanhExp, tanhexp, tanhexp_fused, tanhexp_numpy
+
+FORMS = pytest.mark.parametrize("fn", [tanhexp, tanhexp_fused], ids=["ops", "fused"])
 from train.models import build
 
 
-def test_matches_numpy_reference_to_float32_precision():
+@FORMS
+def test_matches_numpy_reference_to_float32_precision(fn):
     x = np.linspace(-20, 20, 200_001, dtype=np.float32)
-    got = tanhexp(x).numpy().astype(np.float64)
+    got = fn(tf.constant(x)).numpy().astype(np.float64)
     ref = tanhexp_numpy(x)
     rel = np.abs(got - ref) / np.maximum(np.abs(ref), np.finfo(np.float32).tiny)
     assert rel.max() <= 1e-6, (rel.max(), x[rel.argmax()])
 
 
+@FORMS
 @pytest.mark.parametrize("dtype", [tf.float32, tf.float16])
-def test_gradients_finite_on_wide_range(dtype):
+def test_gradients_finite_on_wide_range(fn, dtype):
     x = tf.constant(np.linspace(-1000, 1000, 40_001), dtype=dtype)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = tanhexp(x)
+        y = fn(x)
     g = tape.gradient(y, x).numpy()
     assert np.isfinite(y.numpy()).all() and np.isfinite(g).all()
     # Far right the function is x, far left it is ~0: the gradient says so too.
     assert g[-1] == pytest.approx(1.0) and abs(float(g[0])) < 1e-3
 
 
-def test_gradient_matches_numpy_derivative():
+@FORMS
+def test_gradient_matches_numpy_derivative(fn):
     x = np.linspace(-6, 2.9, 1001)
     xt = tf.constant(x, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(xt)
-        y = tanhexp(xt)
+        y = fn(xt)
     g = tape.gradient(y, xt).numpy()
     e = np.exp(x)
     ref = np.tanh(e) + x * e / np.cosh(e) ** 2

@@ -1,0 +1,82 @@
+"""python -m export --format tflite: convert a trained run to device models plus a bundle."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # show defaults only where there is one worth saying
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
+def parse(argv=None):
+    p = _Parser(
+        prog="python -m export",
+        description="Export a trained run (model.keras) to TFLite or ONNX, float and quantized, with "
+                    "op allow-list checks and parity against the Keras model on the full test split. "
+                    "Writes FORMAT files, test.npz, reference.npz, config.json and manifest.json "
+                    "(docs/bundle.md) into the export folder; exporting another format into the "
+                    "same folder adds to its manifest.",
+        epilog="modes: tflite float32 float16 dynamic int8 qat; onnx float32 dynamic int8.  "
+               "Example: python -m export --format tflite --quant float32 int8 --run runs/seed-tanhexp-s0",
+        formatter_class=_Help)
+    w = p.add_argument_group("what to export")
+    w.add_argument("--format", required=True, metavar="{tflite,onnx}", help="target format")
+    w.add_argument("--quant", nargs="+", default=None, metavar="MODE",
+                   help="one or more modes (space or comma separated); default: every mode of the format")
+    io = p.add_argument_group("input and output")
+    io.add_argument("--run", default=None, metavar="RUN_DIR",
+                    help="run folder from `python -m train` (default: the newest under runs/ by metrics.json time)")
+    io.add_argument("--out", default=None, metavar="DIR", help="export folder (default: RUN/export)")
+    q = p.add_argument_group("quantization")
+    q.add_argument("--calib-size", type=int, default=500, metavar="N",
+                   help="calibration images for int8, a seeded sample of the training split")
+    q.add_argument("--calib-seed", type=int, default=0, metavar="SEED", help="seed of the calibration sample (and of QAT)")
+    q.add_argument("--per-tensor", action="store_true", help="ONNX int8: per-tensor instead of per-channel weights")
+    o = p.add_argument_group("onnx")
+    o.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (13..18)")
+    t = p.add_argument_group("quantization-aware training (--quant qat)")
+    t.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs on the run's training split")
+    t.add_argument("--qat-lr", type=float, default=1e-4, metavar="LR", help="Adam learning rate")
+    t.add_argument("--qat-batch-size", type=int, default=100, metavar="N", help="QAT batch size")
+    m = p.add_argument_group("measurement")
+    m.add_argument("--parity-batch", type=int, default=500, metavar="N", help="images per interpreter call for parity")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    from export.config import ExportConfig
+    from export.errors import ExportError
+
+    quant = [m for item in (args.quant or []) for m in item.split(",") if m]
+    cfg = ExportConfig(format=args.format, quant=quant, run=args.run, out=args.out,
+                       calib_size=args.calib_size, calib_seed=args.calib_seed,
+                       per_channel=not args.per_tensor, opset=args.opset, qat_epochs=args.qat_epochs,
+                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size,
+                       parity_batch=args.parity_batch)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
+    try:
+        from export.api import export
+        from export.parity import table
+        manifest = export(cfg)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:  # e.g. the disk filled up while writing the manifest
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    print(table(manifest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

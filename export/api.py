@@ -1,0 +1,119 @@
+"""`export(cfg)`: the whole export as one importable function (the CLI is a thin wrapper).
+
+For each requested mode: convert to a temporary name in the bundle folder, check the op
+allow-list, validate with the device runtime, read the I/O description back from the file,
+measure parity on the full test split, and only then rename it into place and add it to
+manifest.json. Any failure removes that temporary file and leaves the bundle as it was.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from export import manifest as bundle
+from export import opcheck
+from export.config import ExportConfig
+from export.errors import BadInput, ExportError, ExportFailed, one_line
+from export.run import Job, load_model, load_splits, open_run
+from runtime.fileio import atomic_path, sha256_file
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _display(path: Path) -> str:
+    """A run path as people wrote it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def prepare_out(out: Path) -> bool:
+    """Create `out` if needed and prove it writable now, before minutes of work. Returns
+    whether it was created (so a failed first export can remove it again)."""
+    existed = out.is_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BadInput(f"cannot write to output folder {out}: {e.strerror or one_line(e)}") from None
+    return not existed
+
+
+def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log) -> dict:
+    """Convert, verify and measure one artifact; return its manifest entry (file in place)."""
+    from export.formats import FORMATS, READERS, file_name
+    from export.parity import compare
+    reader, name = READERS[fmt], file_name(fmt, mode)
+    t0 = time.perf_counter()
+    try:
+        with atomic_path(out / name) as tmp:
+            extras = FORMATS[fmt][mode](job, tmp)
+            seconds = time.perf_counter() - t0
+            ops = reader.ops(tmp)
+            opcheck.check(fmt, ops, name)
+            reader.validate(tmp)
+            io = reader.describe(tmp)
+            t1 = time.perf_counter()
+            parity = compare(reader.predict(tmp, splits.x_test, job.cfg.parity_batch), ref, splits.y_test)
+            parity_s = time.perf_counter() - t1
+    except ExportError as e:
+        raise type(e)(f"{fmt}/{mode}: {e}") from e
+    except Exception as e:  # converters raise anything from ConverterError to protobuf errors
+        raise ExportFailed(f"{fmt}/{mode}: {type(e).__name__}: {one_line(e)}") from e
+    path = out / name
+    entry = {"file": name, "format": fmt, "mode": mode, "sha256": sha256_file(path),
+             "size_bytes": path.stat().st_size, "input": io["input"], "output": io["output"],
+             "ops": opcheck.unique(ops), "op_counts": opcheck.counts(ops),
+             "lowering": extras.pop("lowering", None), "export_seconds": round(seconds, 2),
+             **({"transposes": ops.count("Transpose")} if fmt == "onnx" else {}),
+             **extras, "parity": parity}
+    log(f"{fmt}/{mode}: wrote {path} ({entry['size_bytes'] / 1024:.1f} KB) in {seconds:.1f} s; "
+        f"{len(ops)} ops, all allowed; test accuracy {parity['test_accuracy']:.4f}, agreement "
+        f"{parity['agreement'] * 100:.2f} %, max |dp| {parity['max_abs_diff']:.2e} ({parity_s:.1f} s)")
+    return entry
+
+
+def export(cfg: ExportConfig, log=_log) -> dict:
+    """Export cfg.format in cfg.modes() from a run folder into a bundle; return the manifest."""
+    cfg.validate()
+    run = open_run(cfg.run, cfg.runs_root)
+    out = Path(cfg.out) if cfg.out else run.dir / "export"
+    manifest = bundle.read_existing(out, run) if (out / bundle.MANIFEST).exists() else None
+    created = prepare_out(out)
+    try:
+        return _export(cfg, run, out, manifest, log)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a first export that failed leaves no trace, not even the folder
+
+
+def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> dict:
+    from export.parity import keras_probs
+    splits = load_splits(run)  # before TensorFlow: a data problem is reported in a second
+    log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.dir} -> {out}")
+    model = load_model(run.model_path)
+    ref = keras_probs(model, splits.x_test)
+    keras_acc = float((ref.argmax(1) == splits.y_test).mean())
+    log(f"keras float model: test accuracy {keras_acc:.4f} on {len(splits.y_test)} images")
+    manifest = manifest or bundle.new(splits.classes, splits.x_test.shape[1:])
+    manifest["source_run"] = bundle.source_run(run, keras_acc, _display(run.dir))
+    shared = False
+    with tempfile.TemporaryDirectory(prefix="edgecnn-export-") as work:
+        job = Job(cfg, run, model, splits, Path(work))
+        for mode in cfg.modes():
+            entry = export_one(job, cfg.format, mode, out, ref, splits, log)
+            if not shared:  # only once something is worth indexing
+                bundle.write_shared(out, manifest, splits.x_test, splits.y_test, ref,
+                                    {**cfg.to_dict(), "run": str(run.dir), "out": str(out)})
+                shared = True
+            bundle.upsert(manifest, entry)
+            bundle.write(out, manifest)
+    return manifest

@@ -1,0 +1,256 @@
+"""ONNX: tf2onnx for float32, ONNX Runtime's quantizer for dynamic and static int8 (QDQ).
+
+Layout: the graph takes NCHW (`inputs_as_nchw`), ONNX's native convolution layout, so tf2onnx's
+transpose optimizer removes every NHWC<->NCHW pair around the convolutions. The one Transpose
+it must keep sits before Flatten (Keras flattens in HWC order); `fold_flatten_transpose`
+removes it by permuting the rows of the following Dense weights instead, so the exported
+float graph has no Transpose at all.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export import opcheck
+from export.run import OFFSET, SCALE
+
+SUFFIX = ".onnx"
+INPUT_NAME = "image"
+
+
+def _onnx():
+    import onnx
+    return onnx
+
+
+# --- graph passes ------------------------------------------------------------------------
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return list(a.ints) if a.ints else a.i
+    return default
+
+
+def fold_flatten_transpose(model):
+    """Transpose(NCHW->NHWC) -> Reshape(N, C*H*W) -> MatMul(W): reshape NCHW directly and
+    reorder W's rows to match (row h*W*C + w*C + c moves to c*H*W + h*W + w). Exact."""
+    onnx = _onnx()
+    from onnx import numpy_helper
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    folded = 0
+    for t in list(g.node):
+        if t.op_type != "Transpose" or _attr(t, "perm") != [0, 2, 3, 1]:
+            continue
+        shape = shapes.get(t.input[0])
+        after = users.get(t.output[0], [])
+        if not shape or len(shape) != 4 or None in shape[1:] or len(after) != 1 or after[0].op_type != "Reshape":
+            continue
+        reshape = after[0]
+        nxt = users.get(reshape.output[0], [])
+        if len(nxt) != 1 or nxt[0].op_type != "MatMul" or nxt[0].input[0] != reshape.output[0]:
+            continue
+        wname = nxt[0].input[1]
+        c, h, w = shape[1:]
+        target = inits.get(reshape.input[1])
+        if wname not in inits or len(users.get(wname, [])) != 1 or target is None:
+            continue
+        tgt = numpy_helper.to_array(target)
+        weights = numpy_helper.to_array(inits[wname])
+        if tgt.shape != (2,) or tgt[1] != c * h * w or weights.shape[0] != c * h * w:
+            continue
+        weights = weights.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(c * h * w, -1)
+        inits[wname].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(weights), wname))
+        reshape.input[0] = t.input[0]
+        g.node.remove(t)
+        folded += 1
+    return folded
+
+
+def tidy(model):
+    """Smaller and plainer files: short tensor names (quantized graphs otherwise spend a
+    quarter of their bytes on names), no value_info or doc strings, a named batch dimension,
+    and only the opset imports the nodes use (ORT's pre-processing adds a dozen)."""
+    g = model.graph
+    if any(a.g.node or a.graphs for n in g.node for a in n.attribute):
+        return model  # subgraphs reference outer names; leave such graphs alone
+    keep = {v.name for v in list(g.input) + list(g.output)}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in g.initializer:
+        init.name = short(init.name)
+    for i, n in enumerate(g.node):
+        n.input[:] = [short(x) for x in n.input]
+        n.output[:] = [short(x) for x in n.output]
+        n.name = f"{n.op_type}_{i}"
+        n.doc_string = ""
+    del g.value_info[:]
+    g.doc_string = model.doc_string = ""
+    for v in list(g.input) + list(g.output):
+        dim0 = v.type.tensor_type.shape.dim[0]
+        if dim0.HasField("dim_param"):
+            dim0.dim_param = "batch"
+    used = {n.domain for n in g.node} | {""}
+    for imp in list(model.opset_import):
+        if imp.domain not in used:
+            model.opset_import.remove(imp)
+    return model
+
+
+# --- converters --------------------------------------------------------------------------
+
+def _float_model(job, mode: str):
+    """tf2onnx of the model lowered for `mode`, NCHW input, transposes folded."""
+    def make():
+        import tensorflow as tf
+        import tf2onnx
+        model = job.lowered(mode)
+        spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=job.cfg.opset,
+                                              inputs_as_nchw=[INPUT_NAME])
+        fold_flatten_transpose(proto)
+        return tidy(proto)
+    from export.lowering import choose
+    return job.memo(("onnx-float", choose(mode), job.cfg.opset), make)
+
+
+def _extras(job, mode: str) -> dict:
+    return {"lowering": job.lowering(mode), "opset": job.cfg.opset}
+
+
+def float32(job, out: Path) -> dict:
+    _onnx().save(_float_model(job, "float32"), str(out))
+    return _extras(job, "float32")
+
+
+def _preprocessed(job, mode: str) -> Path:
+    """ORT's recommended pre-quantization pass (shape inference, constant folding, fusions)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    src, dst = job.workdir / f"{mode}-float.onnx", job.workdir / f"{mode}-pre.onnx"
+    _onnx().save(_float_model(job, mode), str(src))
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    return dst
+
+
+def _finish(path: Path, out: Path) -> None:
+    onnx = _onnx()
+    onnx.save(tidy(onnx.load(str(path))), str(out))
+
+
+def dynamic(job, out: Path) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    tmp = job.workdir / "dynamic-q.onnx"
+    quantize_dynamic(str(_preprocessed(job, "dynamic")), str(tmp), weight_type=QuantType.QInt8)
+    _finish(tmp, out)
+    return _extras(job, "dynamic")
+
+
+class _Reader:
+    """CalibrationDataReader over the training-split sample, NCHW like the graph input."""
+
+    def __init__(self, images: np.ndarray, batch: int = 50):
+        self.x = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        self.batch, self.i = batch, 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        self.i += self.batch
+        return {INPUT_NAME: self.x[self.i - self.batch:self.i]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def int8(job, out: Path) -> dict:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class TrainSampleReader(_Reader, CalibrationDataReader):
+        pass
+
+    reader = TrainSampleReader(job.calib())
+    tmp = job.workdir / "int8-q.onnx"
+    quantize_static(str(_preprocessed(job, "int8")), str(tmp), reader, quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    per_channel=job.cfg.per_channel)
+    _finish(tmp, out)
+    return {**_extras(job, "int8"), "calibration": job.calibration_info(),
+            "quantization": {"format": "QDQ", "activations": "int8", "weights": "int8",
+                             "per_channel": job.cfg.per_channel}}
+
+
+# --- reading a converted file back -------------------------------------------------------
+
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
+           "tensor(uint8)": "uint8"}
+
+
+def _session(path):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ops(path: Path) -> list[str]:
+    return opcheck.onnx_ops(_onnx().load(str(path)))
+
+
+def validate(path: Path) -> None:
+    onnx = _onnx()
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    _session(path)
+
+
+def _tensor(v) -> dict:
+    return {"name": v.name, "shape": [d if isinstance(d, int) and d > 0 else None for d in v.shape],
+            "dtype": _DTYPES.get(v.type, v.type),
+            # graph I/O of a QDQ model stays float; Q/DQ parameters live on nodes inside
+            "quantization": None}
+
+
+def layout(shape: list) -> str:
+    """NCHW when the channel axis (3 for RGB) is dim 1: read from the model, not assumed."""
+    return "NCHW" if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
+
+
+def describe(path: Path) -> dict:
+    s = _session(path)
+    ins, outs = s.get_inputs(), s.get_outputs()
+    if len(ins) != 1 or len(outs) != 1:
+        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
+    inp = _tensor(ins[0])
+    inp["layout"] = layout(inp["shape"])
+    return {"input": inp, "output": _tensor(outs[0])}
+
+
+def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    s = _session(path)
+    inp = s.get_inputs()[0]
+    nchw = layout(list(inp.shape)) == "NCHW"
+    b = batch if not (isinstance(inp.shape[0], int) and inp.shape[0] > 0) else inp.shape[0]
+    out = []
+    for i in range(0, len(images), b):
+        chunk = images[i:i + b]
+        k = len(chunk)
+        if k < b and b == inp.shape[0]:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
+        x = chunk.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
+        if nchw:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out.append(s.run(None, {inp.name: x})[0][:k].astype(np.float32))
+    return np.concatenate(out)
