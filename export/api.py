@@ -49,7 +49,7 @@ def prepare_out(out: Path) -> bool:
 
 def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log) -> dict:
     """Convert, verify and measure one artifact; return its manifest entry (file in place)."""
-    from export.formats import FORMATS, READERS, file_name
+    from export.formats import BATCH_DEPENDENT, FORMATS, READERS, file_name
     from export.parity import compare
     reader, name = READERS[fmt], file_name(fmt, mode)
     t0 = time.perf_counter()
@@ -62,7 +62,9 @@ def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log) 
             reader.validate(tmp)
             io = reader.describe(tmp)
             t1 = time.perf_counter()
-            parity = compare(reader.predict(tmp, splits.x_test, job.cfg.parity_batch), ref, splits.y_test)
+            batch = 1 if (fmt, mode) in BATCH_DEPENDENT else job.cfg.parity_batch
+            probs, used = reader.predict(tmp, splits.x_test, batch)
+            parity = {**compare(probs, ref, splits.y_test), "batch": used}
             parity_s = time.perf_counter() - t1
     except ExportError as e:
         raise type(e)(f"{fmt}/{mode}: {e}") from e
@@ -112,7 +114,7 @@ def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> di
             entry = export_one(job, cfg.format, mode, out, ref, splits, log)
             if not shared:  # only once something is worth indexing
                 bundle.write_shared(out, manifest, splits.x_test, splits.y_test, ref,
-                                    {**cfg.to_dict(), "run": str(run.dir), "out": str(out)})
+                                    {**cfg.to_dict(), "quant": cfg.modes(), "run": str(run.dir), "out": str(out)})
                 shared = True
             bundle.upsert(manifest, entry)
             bundle.write(out, manifest)

@@ -26,6 +26,12 @@ FORMATS = {
 
 READERS = {"tflite": tflite, "onnx": onnx}
 
+# Artifacts whose output for one image depends on the other images in the same call: ONNX
+# dynamic quantization (DynamicQuantizeLinear) takes one activation scale over the whole
+# batch tensor. Their parity is measured one image per call, as a device serves them; the
+# manifest records the batch in parity.batch so a benchmark can reproduce it.
+BATCH_DEPENDENT = {("onnx", "dynamic")}
+
 
 def file_name(fmt: str, mode: str) -> str:
     """An artifact's file name is its mode: float32.tflite, int8.onnx, ..."""

@@ -118,12 +118,13 @@ def time_interleaved(items: dict, x_float: np.ndarray, rounds: int, per_round: i
         for _ in range(warmup):
             it.invoke()
         its[k] = it.invoke
-    samples = {k: [] for k in its}
+    keys = list(its)
+    samples = {k: [] for k in keys}
     rng = np.random.default_rng(0)
     clock = time.perf_counter
     for r in range(rounds):
-        for k in rng.permutation(list(its)):
-            inv, s = its[k], samples[k]
+        for j in rng.permutation(len(keys)):
+            inv, s = its[keys[j]], samples[keys[j]]
             for _ in range(per_round):
                 t0 = clock()
                 inv()

@@ -189,7 +189,7 @@ def int8(job, out: Path) -> dict:
                     per_channel=job.cfg.per_channel)
     _finish(tmp, out)
     return {**_extras(job, "int8"), "calibration": job.calibration_info(),
-            "quantization": {"format": "QDQ", "activations": "int8", "weights": "int8",
+            "quantization_scheme": {"format": "QDQ", "activations": "int8", "weights": "int8",
                              "per_channel": job.cfg.per_channel}}
 
 
@@ -234,11 +234,13 @@ def describe(path: Path) -> dict:
     if len(ins) != 1 or len(outs) != 1:
         raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
     inp = _tensor(ins[0])
-    inp["layout"] = layout(inp["shape"])
-    return {"input": inp, "output": _tensor(outs[0])}
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout(inp["shape"]),
+                      **{k: inp[k] for k in ("dtype", "quantization")}},
+            "output": _tensor(outs[0])}
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
+def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
+    """(probabilities, images per call) for uint8 NHWC images."""
     s = _session(path)
     inp = s.get_inputs()[0]
     nchw = layout(list(inp.shape)) == "NCHW"
@@ -253,4 +255,4 @@ def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
         if nchw:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         out.append(s.run(None, {inp.name: x})[0][:k].astype(np.float32))
-    return np.concatenate(out)
+    return np.concatenate(out), b

@@ -41,7 +41,7 @@ def _full_int8(tf, conv, calib: np.ndarray) -> None:
 
 def float32(job, out: Path) -> dict:
     _, conv = _converter(job.lowered("float32"))
-    Path(out).write_bytes(conv.convert())
+    Path(out).write_bytes(_convert(conv))
     return {"lowering": job.lowering("float32")}
 
 
@@ -49,21 +49,21 @@ def float16(job, out: Path) -> dict:
     tf, conv = _converter(job.lowered("float16"))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]  # weights stored as float16, math in float32
-    Path(out).write_bytes(conv.convert())
+    Path(out).write_bytes(_convert(conv))
     return {"lowering": job.lowering("float16")}
 
 
 def dynamic(job, out: Path) -> dict:
     tf, conv = _converter(job.lowered("dynamic"))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no dataset: int8 weights, float activations
-    Path(out).write_bytes(conv.convert())
+    Path(out).write_bytes(_convert(conv))
     return {"lowering": job.lowering("dynamic")}
 
 
 def int8(job, out: Path) -> dict:
     tf, conv = _converter(job.lowered("int8"))
     _full_int8(tf, conv, job.calib())
-    Path(out).write_bytes(conv.convert())
+    Path(out).write_bytes(_convert(conv))
     return {"lowering": job.lowering("int8"), "calibration": job.calibration_info()}
 
 
@@ -78,7 +78,16 @@ def convert_int8(model, calib: np.ndarray) -> bytes:
     """Full-integer conversion of any Keras model (used by QAT and by tests)."""
     tf, conv = _converter(model)
     _full_int8(tf, conv, calib)
-    return conv.convert()
+    return _convert(conv)
+
+
+def _convert(conv) -> bytes:
+    import warnings
+    with warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": int8 input stats come from the
+        # representative dataset here, so the warning is noise in every int8 conversion
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return conv.convert()
 
 
 # --- reading a converted file back -------------------------------------------------------
@@ -113,9 +122,11 @@ def describe(path: Path) -> dict:
     ins, outs = it.get_input_details(), it.get_output_details()
     if len(ins) != 1 or len(outs) != 1:
         raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
-    inp, outp = _tensor(ins[0]), _tensor(outs[0])
-    inp["layout"] = "NHWC"  # TFLite convolutions are NHWC; the converter never transposes inputs
-    return {"input": inp, "output": outp}
+    inp = _tensor(ins[0])
+    # TFLite convolutions are NHWC and the converter keeps the Keras input layout
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": "NHWC",
+                      **{k: inp[k] for k in ("dtype", "quantization")}},
+            "output": _tensor(outs[0])}
 
 
 def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -123,8 +134,9 @@ def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
     return np.clip(np.rint(x / np.float32(scale) + zero_point), info.min, info.max).astype(dtype)
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """Probabilities for uint8 NHWC images; int8 I/O (de)quantized with the model's own params."""
+def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
+    """(probabilities, images per call) for uint8 NHWC images; int8 I/O is (de)quantized with
+    the scale and zero point read from the model itself."""
     it = _interpreter(path)
     d = it.get_input_details()[0]
     sig = d.get("shape_signature")
@@ -149,4 +161,4 @@ def predict(path: Path, images: np.ndarray, batch: int = 500) -> np.ndarray:
         it.invoke()
         y = it.get_tensor(o["index"])[:k]
         probs.append((y.astype(np.float32) - out_q[1]) * np.float32(out_q[0]) if out_int else y.astype(np.float32))
-    return np.concatenate(probs)
+    return np.concatenate(probs), b

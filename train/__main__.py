@@ -16,6 +16,9 @@ def parse(argv=None):
     m.add_argument("--act", default="tanhexp", help="activation: relu or tanhexp")
     m.add_argument("--arch", default="seed", help="architecture (registry in train/models.py)")
     r = p.add_argument_group("recipe")
+    r.add_argument("--recipe", default="seed",
+                   help="seed: the published recipe as it was; strong: crop+flip augmentation, cosine "
+                        "learning rate, AdamW weight decay (train/recipes.py)")
     r.add_argument("--epochs", type=int, default=50)
     r.add_argument("--batch-size", type=int, default=100, help="global batch, split across replicas")
     r.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
     from train.config import RunExists, TrainConfig
     from train.data.errors import DataError
 
-    cfg = TrainConfig(act=args.act, arch=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+    cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
                       mixed_precision=args.mixed_precision, deterministic=args.deterministic,
                       limit_train=args.limit_train, verbose=args.verbose)

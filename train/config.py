@@ -16,6 +16,7 @@ class RunExists(Exception):
 class TrainConfig:
     act: str = "tanhexp"            # registry key in train.activations.ACTIVATIONS
     arch: str = "seed"              # registry key in train.models.ARCHS
+    recipe: str = "seed"            # registry key in train.recipes.RECIPES
     epochs: int = 50                # seed recipe: 50 epochs
     batch_size: int = 100           # seed recipe: batch 100 (global, across replicas)
     lr: float = 1e-3                # Adam's default, as the seed used it
@@ -34,7 +35,9 @@ class TrainConfig:
     def validate(self) -> None:
         from train.activations import ACTIVATIONS
         from train.models import ARCHS
+        from train.recipes import RECIPES
         checks = [
+            (self.recipe in RECIPES, f"unknown --recipe {self.recipe!r}; choose from {', '.join(RECIPES)}"),
             (self.act in ACTIVATIONS, f"unknown --act {self.act!r}; choose from {', '.join(ACTIVATIONS)}"),
             (self.arch in ARCHS, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHS)}"),
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),

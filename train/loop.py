@@ -33,16 +33,27 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def train_dataset(x, y, cfg: TrainConfig, first_epoch: int) -> tf.data.Dataset:
-    n = len(y)
-    orders = np.stack([epoch_order(cfg.seed, e, n) for e in range(first_epoch, cfg.epochs)])
-    xs, ys = tf.constant(x), tf.constant(y)
+    from train.recipes import RECIPES, augment
 
-    def gather(idx):
-        return tf.cast(tf.gather(xs, idx), tf.float32) / 255.0, tf.gather(ys, idx)
+    n = len(y)
+    epochs = np.arange(first_epoch, cfg.epochs, dtype=np.int64)
+    orders = np.stack([epoch_order(cfg.seed, e, n) for e in epochs])
+    xs, ys = tf.constant(x), tf.constant(y)
+    do_augment = RECIPES[cfg.recipe].augment
+
+    def gather(epoch, step, idx):
+        img = tf.cast(tf.gather(xs, idx), tf.float32) / 255.0
+        if do_augment:
+            img = augment(img, tf.stack([tf.cast(cfg.seed, tf.int64), epoch * 100_003 + step]))
+        return img, tf.gather(ys, idx)
+
+    def batches(epoch, order):
+        b = tf.data.Dataset.from_tensor_slices(order).batch(cfg.batch_size)
+        return b.enumerate().map(lambda step, idx: (epoch, step, idx))
 
     # Batches never straddle two epochs: each epoch's order is batched on its own.
-    ds = (tf.data.Dataset.from_tensor_slices(orders)
-          .flat_map(lambda o: tf.data.Dataset.from_tensor_slices(o).batch(cfg.batch_size))
+    ds = (tf.data.Dataset.from_tensor_slices((epochs, orders))
+          .flat_map(batches)
           .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))
     return _shard_by_data(ds)
@@ -132,6 +143,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     from train.distribute import describe_devices, make_strategy
     from train.models import build
     from train.plots import plot_history
+    from train.recipes import RECIPES, optimizer
 
     cfg.validate()
     run = cfg.run_dir()
@@ -161,7 +173,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         with strategy.scope():
             model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
                           final_dtype="float32" if cfg.mixed_precision else None)
-            opt = keras.optimizers.Adam(cfg.lr)
+            opt = optimizer(RECIPES[cfg.recipe], cfg.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)

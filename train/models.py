@@ -30,7 +30,38 @@ def seed(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=N
     return keras.Model(inp, out, name=f"seed_{act}")
 
 
-ARCHS = {"seed": seed}
+def resnet8(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=None,
+            make_act=None, weight_decay: float = 1e-4) -> keras.Model:
+    """MLPerf Tiny's image-classification reference (ResNet-8 for CIFAR-10): three residual
+    stages of 16/32/64 filters with batch norm, ~78k parameters and ~12.5 M multiply-adds.
+    Batch norm sits right after each convolution so that export can fold it into the conv."""
+    make = make_act or ACTIVATIONS[act]
+    reg = keras.regularizers.l2(weight_decay) if weight_decay else None
+    n = iter(range(1, 100))
+
+    def conv_bn(x, filters, stride=1, kernel=3):
+        i = next(n)
+        x = L.Conv2D(filters, kernel, strides=stride, padding="same", kernel_initializer="he_normal",
+                     kernel_regularizer=reg, name=f"conv{i}")(x)
+        return L.BatchNormalization(name=f"bn{i}")(x)
+
+    x = inp = keras.Input(input_shape, name="image")
+    x = make(name="act0")(conv_bn(x, 16))
+    for stage, (filters, stride) in enumerate(((16, 1), (32, 2), (64, 2)), 1):
+        y = make(name=f"act{stage}a")(conv_bn(x, filters, stride))
+        y = conv_bn(y, filters)
+        if stride != 1 or x.shape[-1] != filters:
+            x = L.Conv2D(filters, 1, strides=stride, kernel_initializer="he_normal", kernel_regularizer=reg,
+                         name=f"shortcut{stage}")(x)
+        x = make(name=f"act{stage}b")(L.Add(name=f"add{stage}")([x, y]))
+    x = L.AveragePooling2D(pool_size=x.shape[1], name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    out = L.Dense(num_classes, activation="softmax", kernel_initializer="he_normal", dtype=final_dtype,
+                  name="probs")(x)
+    return keras.Model(inp, out, name=f"resnet8_{act}")
+
+
+ARCHS = {"seed": seed, "resnet8": resnet8}
 
 
 def build(arch: str, act: str, **kwargs) -> keras.Model:

@@ -1,0 +1,23 @@
+import numpy as np
+import tensorflow as tf
+
+from train.recipes import RECIPES, augment, optimizer
+
+
+def test_augment_is_a_seeded_crop_and_flip():
+    x = tf.constant(np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32))
+    seed = tf.constant([3, 7], tf.int64)
+    a, b = augment(x, seed).numpy(), augment(x, seed).numpy()
+    np.testing.assert_array_equal(a, b)  # stateless: resumable
+    assert not np.array_equal(a, augment(x, tf.constant([3, 8], tf.int64)).numpy())
+    padded = np.pad(x.numpy(), [(0, 0), (4, 4), (4, 4), (0, 0)])
+    for img, src in zip(a, padded):  # every output is some 32x32 window of the padded image, maybe mirrored
+        found = any(np.array_equal(img, w) or np.array_equal(img, w[:, ::-1])
+                    for oy in range(9) for ox in range(9) for w in [src[oy:oy + 32, ox:ox + 32]])
+        assert found
+
+
+def test_recipes_build_their_optimizers():
+    assert type(optimizer(RECIPES["seed"], 1e-3, 100)).__name__ == "Adam"
+    opt = optimizer(RECIPES["strong"], 1e-3, 100)
+    assert type(opt).__name__ == "AdamW" and opt.weight_decay == RECIPES["strong"].weight_decay
