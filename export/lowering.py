@@ -93,8 +93,8 @@ class Lowering:
     pool: str               # "none" | "max" (f(maxpool x)) | "exact" (max(f(maxpool x), f(minpool x)))
     exact: bool             # the training function in float32 (max |dp| <= 1e-5 vs Keras)
     doc: str
-    # documented bound: |lowered(x) - x*tanh(e^x)| <= max_error * max(1, |x|) per output element
-    # (x: the pre-activation, or for pooled lowerings the window's max; float64 math)
+    # documented bound of the formula: |fn(x) - x*tanh(e^x)| <= max_error * max(1, |x|) beyond
+    # float32 rounding; pool "max" adds up to POOL_MAX_ERROR (absolute) on all-negative windows
     max_error: float = 0.0
 
     def __call__(self, x):
@@ -116,11 +116,10 @@ LOWERINGS: dict[str, Lowering] = {
     "pool_exact3": Lowering(_TRAIN, "exact", True,
                             "act->MaxPool as max(f(maxpool x), f(-maxpool(-x))), f = bounded3: exact"),
     "pool_max3": Lowering(_TRAIN, "max", False,
-                          "act->MaxPool as f(maxpool x), f = bounded3: differs only on all-negative windows",
-                          POOL_MAX_ERROR),
+                          "act->MaxPool as f(maxpool x), f = bounded3: differs only on all-negative windows"),
     "pool_elu3": Lowering(_elu_gate(EXP_BOUND), "max", False,
                           "pool_max3 with e^x from ELU (no EXP, no MINIMUM): one XNNPACK partition",
-                          POOL_MAX_ERROR + 1e-5),
+                          1e-6),  # expm1-then-add rounding, not the same float ops as training
 }
 # int8-only candidates with a smaller exponent bound: c < 2.3 changes f itself (tanh(e^c) < 1)
 for _c in (0.7, 1.0, 1.4, 2.0):
@@ -131,8 +130,15 @@ for _c in (0.7, 1.0, 1.4, 2.0):
     LOWERINGS[f"norm{_n}"] = Lowering(_bounded(_c, norm=True), "none", False,
                                       f"bounded{_n} with the gate divided by tanh(e^{_n}) (exact above x={_n})",
                                       _bound_error(_c, norm=True))
-    LOWERINGS[f"pool_max{_n}"] = Lowering(_bounded(_c), "max", False, f"pool_max3 with c={_n}",
-                                          _bound_error(_c) + POOL_MAX_ERROR)
+    LOWERINGS[f"pool_max{_n}"] = Lowering(_bounded(_c), "max", False, f"pool_max3 with c={_n}", _bound_error(_c))
+for _c in (1.0, 1.4, 2.0, 3.0):
+    _n, _exact = f"{_c:g}", _c == EXP_BOUND
+    _e = 0.0 if _exact else _bound_error(_c)
+    if _c != EXP_BOUND:
+        LOWERINGS[f"sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "none", False, f"sub3 with c={_n}", _e)
+    LOWERINGS[f"pool_sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "max", False, f"pool_max{_n} with the SUB bound", _e)
+    LOWERINGS[f"pool_exact_sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "exact", _exact,
+                                                f"pool_exact3 with c={_n} and the SUB bound", _e)
 
 # export mode -> lowering. Float modes MUST compute the training function (exports are checked
 # against Keras at 1e-5), so they keep the training formula op for op. int8/qat: see docs/lowering.md.

@@ -164,7 +164,7 @@ def xnnpack_single_ops() -> dict:
     }
     out = {}
     for name, fn in cases.items():
-        f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
+        f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)], autograph=False)
         conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([rng.normal(0, 2, shape).astype(np.float32)] for _ in range(20))

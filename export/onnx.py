@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.run import OFFSET, SCALE
+from export.run import OFFSET, SCALE, layout_of
 
 SUFFIX = ".onnx"
 INPUT_NAME = "image"
@@ -223,18 +223,13 @@ def _tensor(v) -> dict:
             "quantization": None}
 
 
-def layout(shape: list) -> str:
-    """NCHW when the channel axis (3 for RGB) is dim 1: read from the model, not assumed."""
-    return "NCHW" if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
-
-
 def describe(path: Path) -> dict:
     s = _session(path)
     ins, outs = s.get_inputs(), s.get_outputs()
     if len(ins) != 1 or len(outs) != 1:
         raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
     inp = _tensor(ins[0])
-    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout(inp["shape"]),
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
                       **{k: inp[k] for k in ("dtype", "quantization")}},
             "output": _tensor(outs[0])}
 
@@ -243,7 +238,7 @@ def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarra
     """(probabilities, images per call) for uint8 NHWC images."""
     s = _session(path)
     inp = s.get_inputs()[0]
-    nchw = layout(list(inp.shape)) == "NCHW"
+    nchw = layout_of(list(inp.shape)) == "NCHW"
     b = batch if not (isinstance(inp.shape[0], int) and inp.shape[0] > 0) else inp.shape[0]
     out = []
     for i in range(0, len(images), b):

@@ -72,7 +72,7 @@ def rows(manifest: dict) -> list[dict]:
             "agree %": f"{p['agreement'] * 100:.2f}" if p else "-",
             "mean|dp|": f"{p['mean_abs_diff']:.2e}" if p else "-",
             "max|dp|": f"{p['max_abs_diff']:.2e}" if p else "-",
-            "ops": str(len(a.get("ops", []))),
+            "op types": str(len(a.get("ops", []))),
             "transp": str(a["transposes"]) if "transposes" in a else "-",
             "target": target_note(a, keras_acc, base),
         })

@@ -11,6 +11,7 @@ Callable without the export CLI: `model_q, info = fine_tune(model, splits)` then
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -74,6 +75,38 @@ def quantize_aware(model):
         return Q.quantize_apply(annotated)
 
 
+@contextlib.contextmanager
+def _ema_decay(decay: float):
+    """Temporarily run tfmot's moving-average range update with another decay.
+
+    MovingAverageQuantizer hard-codes 0.999 and tfmot starts every range at [-6, 6] without
+    zero-debiasing, so after n steps a range is still 0.999^n parts its initial value: 40 %
+    after a 2-epoch fine-tune of a 45,000-image split, 94 % on a 3,000-image quick run."""
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+    original = quant_ops.MovingAvgQuantize
+
+    def patched(*args, **kwargs):
+        kwargs["ema_decay"] = decay
+        return original(*args, **kwargs)
+
+    quant_ops.MovingAvgQuantize = patched
+    try:
+        yield
+    finally:
+        quant_ops.MovingAvgQuantize = original
+
+
+def calibrate_ranges(qmodel, images: np.ndarray) -> None:
+    """Set every activation range to the min/max over `images` (floats), as post-training
+    calibration would, before fine-tuning starts. One training-mode pass with decay 0: each
+    range becomes its batch range, and since a layer quantizes with its updated range within
+    the same pass, every layer downstream already sees correctly quantized inputs. Weights are
+    untouched (a forward pass computes no gradients)."""
+    import tensorflow as tf
+    with _ema_decay(0.0):
+        qmodel(tf.constant(images), training=True)
+
+
 def _dataset(x, y, batch: int, seed: int | None):
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -99,16 +132,20 @@ def _EpochLine(epochs):
 
 
 def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int = 100, seed: int = 0,
-              lowering: str | None = "bounded3", verbose: int = 2) -> tuple[object, dict]:
+              lowering: str | None = "bounded3", calib: np.ndarray | None = None,
+              verbose: int = 2) -> tuple[object, dict]:
     """QAT-fine-tune a trained float model on splits' training split (validated on its val split).
 
-    `lowering`: which export/lowering.py formula replaces TanhExp first (None keeps TanhExp)."""
+    `lowering`: which export/lowering.py formula replaces TanhExp first (None keeps TanhExp).
+    `calib`: float images (a training-split sample) to initialize the quantization ranges."""
     import tf_keras as keras
 
     from export.lowering import lowered_copy
     keras.utils.set_random_seed(seed)
     base = lowered_copy(model, lowering) if lowering else model
     qmodel = quantize_aware(base)
+    if calib is not None:
+        calibrate_ranges(qmodel, calib)
     qmodel.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
     val = _dataset(splits.x_val, splits.y_val, 500, None) if len(splits.y_val) else None
     t0 = time.perf_counter()
@@ -116,6 +153,7 @@ def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int 
                       validation_data=val, verbose=0, callbacks=[_EpochLine(epochs)] if verbose else [])
     h = hist.history
     info = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "train_images": int(len(splits.y_train)),
+            "ranges_calibrated_on": 0 if calib is None else int(len(calib)),
             "seconds": round(time.perf_counter() - t0, 2),
             "final_accuracy": round(float(h["accuracy"][-1]), 6)}
     if "val_accuracy" in h:
@@ -126,7 +164,7 @@ def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int 
 def fine_tune_job(job) -> tuple[object, dict]:
     c = job.cfg
     return fine_tune(job.model, job.splits, c.qat_epochs, c.qat_lr, c.qat_batch_size, seed=c.calib_seed,
-                     lowering=job.lowering("qat") or None, verbose=2)
+                     lowering=job.lowering("qat") or None, calib=job.calib(), verbose=2)
 
 
 def to_tflite_int8(qmodel, calib: np.ndarray) -> bytes:

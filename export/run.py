@@ -114,6 +114,12 @@ def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x_train[np.sort(idx)]
 
 
+def layout_of(shape: list) -> str:
+    """NCHW when the channel axis (3 for RGB, 1 for grey) is dim 1, else NHWC: read from a
+    converted model's input shape rather than assumed from the converter settings."""
+    return "NCHW" if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
 

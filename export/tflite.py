@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.run import OFFSET, SCALE
+from export.run import OFFSET, SCALE, layout_of
 
 SUFFIX = ".tflite"
 
@@ -123,8 +123,7 @@ def describe(path: Path) -> dict:
     if len(ins) != 1 or len(outs) != 1:
         raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
     inp = _tensor(ins[0])
-    # TFLite convolutions are NHWC and the converter keeps the Keras input layout
-    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": "NHWC",
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
                       **{k: inp[k] for k in ("dtype", "quantization")}},
             "output": _tensor(outs[0])}
 

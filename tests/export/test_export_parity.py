@@ -1,0 +1,122 @@
+"""Parity: float32 files against an independent Keras reference, and int8 I/O parameters read
+from the model itself."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def keras_reference(run, x_uint8) -> np.ndarray:
+    # independent of export/: load the run's model as the brief says and run it directly
+    import tf_keras as keras
+
+    from train.activations import custom_objects
+    model = keras.models.load_model(run / "model.keras", custom_objects=custom_objects(), safe_mode=True,
+                                    compile=False)
+    return model.predict(x_uint8.astype(np.float32) / 255.0, verbose=0)
+
+
+def bundle_test_split(bundle):
+    with np.load(bundle / "test.npz", allow_pickle=False) as z:
+        return z["x"], z["y"]
+
+
+def run_tflite(path, x):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    out = []
+    for img in x:  # batch 1, the model's own shape: no resizing in the reference path
+        it.set_tensor(i["index"], (img[None].astype(np.float32) / 255.0))
+        it.invoke()
+        out.append(it.get_tensor(o["index"])[0])
+    return np.stack(out)
+
+
+def run_onnx(path, x):
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: (x.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)})[0]
+
+
+@pytest.mark.parametrize("name,runner", [("float32.tflite", run_tflite), ("float32.onnx", run_onnx)])
+def test_float32_matches_keras(bundle, manifest, tanhexp_run, name, runner):
+    x, y = bundle_test_split(bundle)
+    ref = keras_reference(tanhexp_run, x)
+    probs = runner(bundle / name, x)
+    assert np.abs(probs - ref).max() <= 1e-5
+    assert (probs.argmax(1) == ref.argmax(1)).all()
+    p = next(a for a in manifest["artifacts"] if a["file"] == name)["parity"]
+    assert p["agreement"] == 1.0 and p["max_abs_diff"] <= 1e-5 and p["count"] == len(y)
+    assert p["test_accuracy"] == pytest.approx(float((ref.argmax(1) == y).mean()), abs=1e-6)
+
+
+def test_reference_npz_is_the_keras_model(bundle, tanhexp_run):
+    x, _ = bundle_test_split(bundle)
+    with np.load(bundle / "reference.npz", allow_pickle=False) as z:
+        probs = z["probs"]
+    assert probs.dtype == np.float32 and probs.shape == (len(x), 10)
+    np.testing.assert_allclose(probs, keras_reference(tanhexp_run, x), atol=1e-6)
+
+
+def test_onnx_float32_has_no_transposes_and_takes_nchw(manifest):
+    for a in manifest["artifacts"]:
+        if a["format"] == "onnx":
+            assert a["input"]["layout"] == "NCHW" and a["input"]["shape"][1:] == [3, 32, 32]
+            assert a["transposes"] == a["op_counts"].get("Transpose", 0)
+    f32 = next(a for a in manifest["artifacts"] if a["file"] == "float32.onnx")
+    assert f32["transposes"] == 0
+
+
+@pytest.mark.parametrize("name", ["int8.tflite", "qat.tflite"])
+def test_int8_manifest_quantization_is_read_from_the_model(bundle, manifest, name):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(bundle / name))
+    entry = next(a for a in manifest["artifacts"] if a["file"] == name)
+    for side, d in (("input", it.get_input_details()[0]), ("output", it.get_output_details()[0])):
+        assert entry[side]["dtype"] == "int8" and d["dtype"] == np.int8
+        q = entry[side]["quantization"]
+        assert (q["scale"], q["zero_point"]) == (pytest.approx(float(d["quantization"][0])), int(d["quantization"][1]))
+
+
+def test_int8_runner_uses_the_models_scale_not_a_constant(tanhexp_run, tmp_path):
+    """Calibrate on half-range images: the input scale becomes ~0.5/255, not 1/255. A runner
+    that assumed 1/255 and zero point -128 would feed every pixel at double brightness."""
+    from export import tflite
+    from export.run import load_model, to_float
+    from tests.export.conftest import synthetic
+    model = load_model(tanhexp_run / "model.keras")
+    x, _ = synthetic(60, 5)
+    half = (x // 2).astype(np.uint8)
+    path = tmp_path / "half.tflite"
+    path.write_bytes(tflite.convert_int8(model, to_float(half)))
+    spec = tflite.describe(path)["input"]
+    assert spec["quantization"]["scale"] == pytest.approx(0.5 / 255, rel=0.05)
+    probs, _ = tflite.predict(path, half, batch=16)
+    ref = model.predict(to_float(half), verbose=0)
+    assert (probs.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert np.abs(probs - ref).max() < 0.1
+    # and exactly what the interpreter gives when fed with the model's own parameters
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    s, zp = d["quantization"]
+    it.set_tensor(d["index"], np.clip(np.rint(to_float(half[:1]) / s + zp), -128, 127).astype(np.int8))
+    it.invoke()
+    os_, ozp = o["quantization"]
+    manual = (it.get_tensor(o["index"]).astype(np.float32) - ozp) * os_
+    np.testing.assert_allclose(probs[:1], manual, atol=1e-6)
+
+
+def test_float_targets_reported(manifest):
+    from export.parity import table, target_note
+    keras_acc = manifest["source_run"]["keras_test_accuracy"]
+    f32 = next(a for a in manifest["artifacts"] if a["file"] == "float32.tflite")
+    assert target_note(f32, keras_acc, f32["size_bytes"]) == "ok"
+    text = table(manifest)
+    assert all(a["file"] in text for a in manifest["artifacts"])
+    json.dumps(manifest)  # plain JSON throughout
