@@ -40,6 +40,9 @@ class Artifact:
     input_quant: tuple[float, int] | None = None  # manifest copies; used only where the model
     output_quant: tuple[float, int] | None = None  # cannot say (integer ONNX graph inputs)
     parity_accuracy: float | None = None
+    # Images per call export measured with. Dynamic-range ONNX picks one activation scale per
+    # call, so its answers depend on the batch: the accuracy pass must use the same batch.
+    parity_batch: int | None = None
     problem: str | None = None  # set: do not load, report this as the row's error
 
 
@@ -132,7 +135,8 @@ def _artifact(bundle: Path, i: int, e, source: dict) -> Artifact:
                    mode=e.get("mode"), act=source.get("act"), arch=source.get("arch"),
                    sha256=e.get("sha256"), layout=(e.get("input") or {}).get("layout"),
                    input_quant=_quant(e.get("input")), output_quant=_quant(e.get("output")),
-                   parity_accuracy=(e.get("parity") or {}).get("test_accuracy"))
+                   parity_accuracy=(e.get("parity") or {}).get("test_accuracy"),
+                   parity_batch=(e.get("parity") or {}).get("batch"))
     art.problem = safe_name(name)
     if art.problem:
         return art

@@ -192,7 +192,7 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
         x = data.x if data.x is not None else synthetic(backend.image_shape, cfg)
         backend.check_images(x.shape[1:])
 
-        probs = backend.run(x, cfg.batch)
+        probs = backend.run(x, art.parity_batch or cfg.batch)
         if probs.shape != (len(x), probs.shape[1]) or not np.all(np.isfinite(probs)):
             raise ModelError(f"model output {probs.shape} is not finite probabilities per image")
         row["count"] = len(x)

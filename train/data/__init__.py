@@ -18,6 +18,7 @@ from train.data.errors import DataError
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "cifar10-jpeg.tar.gz"
 ENV_VAR = "EDGECNN_DATA"
+TEST_ORDER_SEED = 10_000
 
 __all__ = ["CLASSES", "DataError", "Splits", "load", "resolve"]
 
@@ -76,5 +77,8 @@ def load(spec: str | None = None, val_size: int = 5000, seed: int = 0,
     # A fixed permutation per seed: the same seed always holds out the same images.
     perm = np.random.default_rng(seed).permutation(len(ytr))
     val, tr = perm[:val_size], perm[val_size:]
-    return Splits(xtr[tr], ytr[tr], xtr[val], ytr[val], xte, yte, CLASSES,
+    # Image folders list the test split class by class; a fixed shuffle (the same for every
+    # run and seed) makes any prefix, e.g. a bench's --limit 1000, a fair sample of all classes.
+    te = np.random.default_rng(TEST_ORDER_SEED).permutation(len(yte))
+    return Splits(xtr[tr], ytr[tr], xtr[val], ytr[val], xte[te], yte[te], CLASSES,
                   {**meta, "val_size": val_size, "split_seed": seed})
