@@ -5,30 +5,35 @@ TFLite converter maps to builtins and tf2onnx to standard-domain ONNX ops; `lowe
 name)` returns a clone of a trained model whose TanhExp layers compute that formula, with the
 same weights. `choose(mode)` says which lowering each export mode uses.
 
-Two kinds of lowering (measurements and the reasoning: docs/lowering.md, `python -m
-export.lowering_bench`):
+Two kinds of lowering (measurements and reasoning: docs/lowering.md, produced by
+`python -m export.lowering_bench`):
 
-* elementwise: TanhExp -> a formula of MINIMUM / EXP / TANH / MUL (etc.), same graph shape.
+* elementwise: TanhExp -> a formula of builtin ops, same graph shape.
 * pooled ("pool_*"): an act -> MaxPool2D pair becomes one layer that pools FIRST and applies
   the formula to the 4x smaller pooled tensor. TanhExp is quasi-convex (decreasing on
-  (-inf, -0.6], increasing after), so over any window max_i f(x_i) = max(f(max x), f(min x)),
-  also in float32 (rounding is monotone, exp/tanh are monotone). "pool_exact*" computes both
-  terms; "pool_max*" only f(max x), which differs only when a whole window is negative
-  (error < 0.36 there, in [-0.36, 0]). Where the pair cannot be fused (the activation feeds
-  something else too, another pooling type, shared layers) the elementwise formula is used.
+  (-inf, -0.6], increasing after), so over any window max_i f(x_i) = max(f(max x), f(min x)).
+  "pool_exact*"/"pool_cat*" compute both terms (exact up to float rounding); "pool_max*" only
+  f(max x), which is wrong on all-negative windows: they are common (conv2 of the seed net
+  reaches -16), and it costs 7 % top-1 agreement even in float32. Where a pair cannot be fused
+  (the activation feeds something else too, another pooling type, shared layers) the
+  elementwise formula is used.
 
-Why the int8 graph does not simply run the training formula: every int8 op rounds its own
-output onto a per-tensor grid fixed by calibration. EXP's output grid spans [0, e^c] (c the
-exponent bound), so with c = 3 its step is 0.079 while e^x for x in [-3, 0] is 0.05..1, and
-the conv output feeding MINIMUM/EXP spans the whole pre-activation range. Pooling first
-shrinks that range (window maxima are rarely very negative) and quarters the work; see
-DEFAULTS for what won.
+Why the int8 graph does not simply run the training formula:
+* every int8 op rounds its output on a per-tensor grid fixed by calibration: EXP's spans
+  [0, e^c] (step 0.079 for c = 3) while e^x is 0.05..1 on x in [-3, 0]; alone, that rounding in
+  the second activation costs 2.8 % top-1 agreement (fake-quant simulation). A smaller c gives
+  a finer grid (0.016 for c = 1.4) but:
+* int8 MINIMUM/MAXIMUM keep their input's scale, so the converter gives the conv output feeding
+  MINIMUM(x, c) the range of min(x, c): x saturates at c, and f(x) with it (the seed net's conv2
+  reaches 7.5). With c = 3 that clips few values; with c = 1.4 agreement falls to 89 %.
+  x - relu(x - c) ("sub") bounds the exponent without touching x's range.
+* what no formula can change: the conv output x is quantized over [min, max] = [-16.5, 7.5]
+  (ReLU's fused conv output: [0, 7]); quantizing only that tensor already costs 1-2 % agreement.
 
 XNNPACK (LiteRT's default CPU delegate, 2.3) takes int8 CONV_2D, MAX_POOL_2D, TANH, LOGISTIC,
-MUL, ADD, SUB (with fused RELU), LEAKY_RELU, FULLY_CONNECTED, and float DEQUANTIZE/ELU/NEG/
-QUANTIZE islands; it does NOT take int8 EXP, MINIMUM, MAXIMUM, standalone RELU or SOFTMAX
-(measured: export/lowering_bench.py --xnnpack). Each op it refuses runs on the reference
-kernels and splits the delegated graph, which is where the int8 TanhExp time goes.
+MUL, ADD, SUB (with fused RELU), CONCATENATION/SPLIT, FULLY_CONNECTED, and float
+DEQUANTIZE/ELU/NEG/QUANTIZE islands; not int8 EXP, MINIMUM, MAXIMUM, standalone RELU, SOFTMAX
+(the bench's single-op check). Refused ops run on reference kernels between delegate partitions.
 """
 from __future__ import annotations
 
@@ -45,42 +50,66 @@ from train.activations import EXP_BOUND, TanhExp
 
 # --- elementwise formulas -------------------------------------------------------------------
 
-def _bounded(c: float | None, minop: str = "min", gate: str = "tanh", norm: bool = False):
-    """x * gate(exp(min(x, c))). minop "sub": min(x, c) = x - relu(x - c) (SUB with fused RELU,
-    which XNNPACK takes in int8, unlike MINIMUM). gate "sigmoid": tanh(z) = 2 sigmoid(2z) - 1
-    (int8 LOGISTIC has a 1/256 output step, TANH 1/128). norm: divide the gate by tanh(e^c)
-    so it reaches exactly 1 at x >= c (a smaller c then only changes f below c)."""
+def _formula(c: float | None = EXP_BOUND, minop: str = "min", gate: str = "exp", norm: bool = False,
+             floor: float | None = None, hinge: tuple[float, float] | None = None):
+    """x * tanh(e^min(x, c)) and int8-minded variants of it.
+
+    minop "min": MINIMUM(x, c). In int8 MINIMUM/MAXIMUM must keep their input's scale, so the
+      converter gives the *conv output* the range of min(x, c): x itself saturates at c
+      (measured: 150-step errors above x = 3 with c = 3). "sub": min(x, c) = x - relu(x - c),
+      SUB+fused RELU and SUB, own scales, both taken by XNNPACK.
+    gate "exp": tanh(exp(m)); "sigmoid": tanh(z) = 2 sigmoid(2z) - 1 (LOGISTIC's int8 grid is
+      1/256, TANH's 1/128, but two more ops round); "elu": e^m = 1 + elu(m) for m <= 0, so
+      tanh(1 + elu(m)) is exact for x <= 0 and uses no EXP (the converter keeps ELU in float
+      between DEQUANTIZE/QUANTIZE, which XNNPACK takes): for x > 0 it is tanh(1 + x) instead of
+      tanh(e^x), |error| <= 0.027; `hinge` (a, k) adds k*relu(x - a) to fix that (<= 0.0035).
+    norm: gate / tanh(e^c), exactly 1 for x >= c.
+    floor L: x = MAXIMUM(x, -L) first. Same-scale rule again, used on purpose: the conv output's
+      int8 range becomes [-L, max] instead of [min, max] (min is about -16 in the seed net's conv2),
+      a finer grid where f is not flat; f changes by <= L*tanh(e^-L) below -L."""
     def f(x):
+        if floor is not None:
+            x = tf.maximum(x, tf.cast(-floor, x.dtype))
         if c is None:
             m = x
         else:
             cc = tf.cast(c, x.dtype)
             m = tf.minimum(x, cc) if minop == "min" else x - tf.nn.relu(x - cc)
-        e = tf.math.exp(m)
-        g = 2.0 * tf.math.sigmoid(2.0 * e) - 1.0 if gate == "sigmoid" else tf.math.tanh(e)
+        if gate == "elu":
+            z = 1.0 + tf.nn.elu(m)
+            if hinge:
+                z = z + hinge[1] * tf.nn.relu(x - hinge[0])
+            g = tf.math.tanh(z)
+        elif gate == "sigmoid":
+            g = 2.0 * tf.math.sigmoid(2.0 * tf.math.exp(m)) - 1.0
+        else:
+            g = tf.math.tanh(tf.math.exp(m))
         if norm:
             g = g * tf.cast(1.0 / math.tanh(math.exp(c)), x.dtype)
         return x * g
     return f
 
 
-def _elu_gate(c: float):
-    """x * tanh(e^c * (1 + elu(-relu(c - x)))): for m = min(x, c) - c <= 0, e^m = elu(m) + 1.
-    No EXP and no MINIMUM: SUB+RELU, ELU (kept float by the converter, inside a DEQUANTIZE/
-    QUANTIZE pair XNNPACK takes), ADD, MUL, TANH, MUL; the whole net becomes one partition."""
+def _float64(c=None, gate="exp", norm=False, floor=None, hinge=None):
+    """The same formula in numpy float64, for the documented error bounds."""
     def f(x):
-        cc = tf.cast(c, x.dtype)
-        u = tf.nn.elu(-tf.nn.relu(cc - x))
-        return x * tf.math.tanh(tf.cast(math.exp(c), x.dtype) * (u + 1.0))
+        x = np.maximum(x, -floor) if floor is not None else x
+        m = x if c is None else np.minimum(x, c)
+        if gate == "elu":
+            z = np.exp(np.minimum(m, 0)) + np.maximum(m, 0) + (hinge[1] * np.maximum(x - hinge[0], 0) if hinge else 0)
+            g = np.tanh(z)
+        else:
+            g = np.tanh(np.exp(m))
+        return x * g / (math.tanh(math.exp(c)) if norm else 1.0)
     return f
 
 
-def _bound_error(c: float, norm: bool = False) -> float:
-    """sup over x of |x*gate_c(x) - x*tanh(e^x)| / max(1, |x|), in float64 on a fine grid (the
-    ratio is constant beyond x = 20, where tanh(e^x) = 1)."""
+def _bound_error(**kw) -> float:
+    """sup over x of |formula(x) - x*tanh(e^x)| / max(1, |x|), float64 on a fine grid (beyond
+    |x| = 40 the ratio no longer changes: tanh(e^x) is 1, and x*tanh(e^x) is 0 below)."""
     x = np.linspace(-40, 40, 800001)
-    g = np.tanh(np.exp(np.minimum(x, c))) / (math.tanh(math.exp(c)) if norm else 1.0)
-    return float(np.max(np.abs(x * g - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x))))
+    with np.errstate(over="ignore"):
+        return float(np.max(np.abs(_float64(**kw)(x) - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x))))
 
 
 # f(M) instead of max(f(M), f(m)) on an all-negative window: both lie in [min f, 0], min f = -0.3532
@@ -91,6 +120,7 @@ POOL_MAX_ERROR = 0.3533
 class Lowering:
     fn: Callable            # the elementwise formula, plain TF ops
     pool: str               # "none" | "max" (f(maxpool x)) | "exact" (max(f(maxpool x), f(minpool x)))
+                            # | "cat" (= "exact", one f over concat(maxpool, minpool), max as a + relu(b - a))
     exact: bool             # the training function in float32 (max |dp| <= 1e-5 vs Keras)
     doc: str
     # documented bound of the formula: |fn(x) - x*tanh(e^x)| <= max_error * max(1, |x|) beyond
@@ -101,49 +131,54 @@ class Lowering:
         return self.fn(x)
 
 
-_TRAIN = _bounded(EXP_BOUND)
+def _add(name: str, pool: str, doc: str, **kw) -> None:
+    err = _bound_error(**{k: v for k, v in kw.items() if k != "minop"})
+    exact = err < 1e-9 and pool != "max"  # 1 - tanh(e^3) = 4e-18: bounded3 is the textbook f in float64
+    LOWERINGS[name] = Lowering(_formula(**kw), pool, exact, doc, 0.0 if err < 1e-9 else err)
 
-LOWERINGS: dict[str, Lowering] = {
-    "naive": Lowering(_bounded(None), "none", True,
-                      "x*tanh(exp(x)) as is: EXP's int8 output range is unbounded, ruining its grid "
-                      "(and float16 overflows above x=11)"),
-    "bounded3": Lowering(_TRAIN, "none", True,
-                         "the training formula x*tanh(exp(min(x,3))): MINIMUM, EXP, TANH, MUL"),
-    "sub3": Lowering(_bounded(EXP_BOUND, minop="sub"), "none", True,
-                     "bounded3 with min(x,3) = x - relu(x-3): SUBs XNNPACK takes, but EXP still splits"),
-    "sigmoid3": Lowering(_bounded(EXP_BOUND, gate="sigmoid"), "none", True,
-                         "bounded3 with tanh(z) = 2*sigmoid(2z)-1: finer LOGISTIC grid, two more roundings"),
-    "pool_exact3": Lowering(_TRAIN, "exact", True,
-                            "act->MaxPool as max(f(maxpool x), f(-maxpool(-x))), f = bounded3: exact"),
-    "pool_max3": Lowering(_TRAIN, "max", False,
-                          "act->MaxPool as f(maxpool x), f = bounded3: differs only on all-negative windows"),
-    "pool_elu3": Lowering(_elu_gate(EXP_BOUND), "max", False,
-                          "pool_max3 with e^x from ELU (no EXP, no MINIMUM): one XNNPACK partition",
-                          1e-6),  # expm1-then-add rounding, not the same float ops as training
-}
-# int8-only candidates with a smaller exponent bound: c < 2.3 changes f itself (tanh(e^c) < 1)
+
+HINGE = (0.25, 0.8)  # least max-error fit of tanh(1 + x + k relu(x - a)) to tanh(e^x) on x > 0
+LOWERINGS: dict[str, Lowering] = {}
+# exact: the training function in float32
+_add("bounded3", "none", "the training formula x*tanh(exp(min(x,3))): MINIMUM, EXP, TANH, MUL")
+_add("naive", "none", "x*tanh(exp(x)): EXP's int8 range is unbounded (and float16 overflows above x=11)", c=None)
+_add("sigmoid3", "none", "bounded3 with tanh(z) = 2*sigmoid(2z)-1", gate="sigmoid")
+_add("sub3", "none", "bounded3 with min(x,3) = x - relu(x-3): the conv output keeps its range", minop="sub")
+_add("pool_exact3", "exact", "act->MaxPool as max(f(maxpool x), f(-maxpool(-x))), f = bounded3")
+_add("pool_exact_sub3", "exact", "pool_exact3 with f = sub3", minop="sub")
+# approximate, for int8 only
 for _c in (0.7, 1.0, 1.4, 2.0):
-    _n = f"{_c:g}"
-    LOWERINGS[f"bounded{_n}"] = Lowering(_bounded(_c), "none", False,
-                                         f"x*tanh(exp(min(x,{_n}))): finer EXP grid, f changes above x={_n}",
-                                         _bound_error(_c))
-    LOWERINGS[f"norm{_n}"] = Lowering(_bounded(_c, norm=True), "none", False,
-                                      f"bounded{_n} with the gate divided by tanh(e^{_n}) (exact above x={_n})",
-                                      _bound_error(_c, norm=True))
-    LOWERINGS[f"pool_max{_n}"] = Lowering(_bounded(_c), "max", False, f"pool_max3 with c={_n}", _bound_error(_c))
-for _c in (1.0, 1.4, 2.0, 3.0):
-    _n, _exact = f"{_c:g}", _c == EXP_BOUND
-    _e = 0.0 if _exact else _bound_error(_c)
-    if _c != EXP_BOUND:
-        LOWERINGS[f"sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "none", False, f"sub3 with c={_n}", _e)
-    LOWERINGS[f"pool_sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "max", False, f"pool_max{_n} with the SUB bound", _e)
-    LOWERINGS[f"pool_exact_sub{_n}"] = Lowering(_bounded(_c, minop="sub"), "exact", _exact,
-                                                f"pool_exact3 with c={_n} and the SUB bound", _e)
+    _add(f"bounded{_c:g}", "none", f"x*tanh(exp(min(x,{_c:g}))): finer EXP grid; MINIMUM clips x at {_c:g}", c=_c)
+for _c in (1.0, 1.4):
+    _add(f"norm{_c:g}", "none", f"bounded{_c:g} with the gate divided by tanh(e^{_c:g})", c=_c, norm=True)
+for _c in (1.0, 1.4, 2.0):
+    _add(f"sub{_c:g}", "none", f"x*tanh(exp(x - relu(x-{_c:g}))): EXP grid e^{_c:g}/255, x unclipped", c=_c, minop="sub")
+for _l in (4.0, 6.0):
+    _add(f"sub1.4_floor{_l:g}", "none", f"sub1.4 on max(x,-{_l:g}): conv output grid [-{_l:g}, max]",
+         c=1.4, minop="sub", floor=_l)
+_add("elu3", "none", "x*tanh(1 + elu(x - relu(x-3))): no EXP/MINIMUM, all ops in XNNPACK", minop="sub", gate="elu")
+_add("eluh3", "none", f"elu3 + {HINGE[1]}*relu(x-{HINGE[0]}) inside tanh: closer for x > 0, all in XNNPACK",
+     minop="sub", gate="elu", hinge=HINGE)
+_add("pool_max3", "max", "act->MaxPool as f(maxpool x), f = bounded3: wrong on all-negative windows")
+_add("pool_sub1.4", "max", "pool_max3 with f = sub1.4", c=1.4, minop="sub")
+_add("pool_exact_sub1.4", "exact", "pool_exact3 with f = sub1.4", c=1.4, minop="sub")
+_add("pool_exact_eluh3", "exact", "pool_exact3 with f = eluh3", minop="sub", gate="elu", hinge=HINGE)
+# "cat": the two pooled tensors share one chain of ops (half the op launches and partition breaks),
+# and the max is SUB+fused RELU then ADD, which XNNPACK takes (int8 MAXIMUM it does not)
+_add("pool_cat_sub3", "cat", "pool_exact_sub3 as one chain over concat(max, min), max via SUB/RELU/ADD", minop="sub")
+_add("pool_cat_sub1.4", "cat", "pool_cat_sub3 with c=1.4", c=1.4, minop="sub")
+_add("pool_cat_eluh3", "cat", "pool_cat_sub3 with f = eluh3: no op outside XNNPACK but SOFTMAX",
+     minop="sub", gate="elu", hinge=HINGE)
 
-# export mode -> lowering. Float modes MUST compute the training function (exports are checked
-# against Keras at 1e-5), so they keep the training formula op for op. int8/qat: see docs/lowering.md.
+# export mode -> lowering (measured: docs/lowering.md, docs/results/lowering.json).
+# Float modes MUST compute the training function (exports are checked against Keras at 1e-5),
+# so they keep the training formula op for op. int8 and qat: "elu3", the only candidate that
+# meets the latency target (1.12x ReLU int8: every op but SOFTMAX stays in XNNPACK) and the
+# accuracy-drop target, and it has better top-1 agreement than the training formula (96.3 vs
+# 95.5 % on val, 96.8 vs 95.2 % on test). Higher agreement exists only at ~1.9x ReLU's latency
+# (sub1.4_floor4, 97.2 %). QAT fine-tunes through the same formula, absorbing its float error.
 DEFAULTS = {"float32": "bounded3", "float16": "bounded3", "dynamic": "bounded3",
-            "int8": "bounded3", "qat": "bounded3"}
+            "int8": "elu3", "qat": "elu3"}
 
 
 def choose(mode: str) -> str:
@@ -184,19 +219,23 @@ class LoweredTanhExpPool(LoweredTanhExp):
     def __init__(self, lowering: str = "pool_max3", pool_size=(2, 2), strides=None, padding="valid",
                  data_format=None, **kwargs):
         super().__init__(lowering, **kwargs)
-        if LOWERINGS[lowering].pool not in ("max", "exact"):
+        if LOWERINGS[lowering].pool not in ("max", "exact", "cat"):
             raise ValueError(f"lowering {lowering!r} is elementwise; use LoweredTanhExp")
         self.pool_cfg = dict(pool_size=pool_size, strides=strides, padding=padding, data_format=data_format)
         self._pool = keras.layers.MaxPooling2D(**self.pool_cfg, dtype=self.dtype_policy)
 
     def call(self, x):
         low = LOWERINGS[self.lowering]
-        hi = low(self._pool(x))
+        hi = self._pool(x)
         if low.pool == "max":
-            return hi
+            return low(hi)
         # min-pool as -maxpool(-x); "* -1" not NEG: int8 NEG has no kernel (float island)
-        lo = low(self._pool(x * -1.0) * -1.0)
-        return tf.maximum(hi, lo)
+        lo = self._pool(x * -1.0) * -1.0
+        if low.pool == "exact":
+            return tf.maximum(low(hi), low(lo))
+        axis = 1 if self.pool_cfg["data_format"] == "channels_first" else -1
+        a, b = tf.split(low(tf.concat([hi, lo], axis)), 2, axis)
+        return a + tf.nn.relu(b - a)  # = max(a, b) up to one rounding of b - a
 
     def compute_output_shape(self, input_shape):
         return self._pool.compute_output_shape(input_shape)

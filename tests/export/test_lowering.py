@@ -16,7 +16,8 @@ from train.activations import TanhExp, tanhexp_numpy  # noqa: E402
 
 L = keras.layers
 # one lowering per distinct op structure (the bounded{c}/norm{c}/pool_max{c} rows share theirs)
-STRUCTURES = ["naive", "bounded3", "sub3", "sigmoid3", "norm1", "pool_exact3", "pool_max3", "pool_elu3"]
+STRUCTURES = ["naive", "bounded3", "sub3", "sigmoid3", "norm1", "sub1.4_floor4", "elu3", "eluh3", "pool_exact3", "pool_max3",
+              "pool_cat_eluh3"]
 
 
 def _ref_pooled(x: np.ndarray) -> np.ndarray:
@@ -91,7 +92,7 @@ def test_registry_and_defaults():
     with pytest.raises(ValueError):
         lowered_copy(_tiny(), "no-such-lowering")
     for name, low in LOWERINGS.items():
-        assert low.doc and low.pool in ("none", "max", "exact")
+        assert low.doc and low.pool in ("none", "max", "exact", "cat")
         assert low.exact == (low.max_error == 0.0 and low.pool != "max"), name
 
 
