@@ -107,9 +107,10 @@ def _float64(c=None, gate="exp", norm=False, floor=None, hinge=None):
 def _bound_error(**kw) -> float:
     """sup over x of |formula(x) - x*tanh(e^x)| / max(1, |x|), float64 on a fine grid (beyond
     |x| = 40 the ratio no longer changes: tanh(e^x) is 1, and x*tanh(e^x) is 0 below)."""
-    x = np.linspace(-40, 40, 800001)
+    x = np.linspace(-40, 40, 160001)
     with np.errstate(over="ignore"):
-        return float(np.max(np.abs(_float64(**kw)(x) - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x))))
+        sup = np.max(np.abs(_float64(**kw)(x) - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x)))
+    return float(sup * 1.01)  # margin for the grid's step (0.0005) missing the peak
 
 
 # f(M) instead of max(f(M), f(m)) on an all-negative window: both lie in [min f, 0], min f = -0.3532
@@ -164,7 +165,8 @@ _add("pool_sub1.4", "max", "pool_max3 with f = sub1.4", c=1.4, minop="sub")
 _add("pool_exact_sub1.4", "exact", "pool_exact3 with f = sub1.4", c=1.4, minop="sub")
 _add("pool_exact_eluh3", "exact", "pool_exact3 with f = eluh3", minop="sub", gate="elu", hinge=HINGE)
 # "cat": the two pooled tensors share one chain of ops (half the op launches and partition breaks),
-# and the max is SUB+fused RELU then ADD, which XNNPACK takes (int8 MAXIMUM it does not)
+# and the max is SUB+fused RELU then ADD, which XNNPACK takes (int8 MAXIMUM it does not).
+# Measured: no faster than elementwise in int8 (the min branch costs a full-size MUL by -1).
 _add("pool_cat_sub3", "cat", "pool_exact_sub3 as one chain over concat(max, min), max via SUB/RELU/ADD", minop="sub")
 _add("pool_cat_sub1.4", "cat", "pool_cat_sub3 with c=1.4", c=1.4, minop="sub")
 _add("pool_cat_eluh3", "cat", "pool_cat_sub3 with f = eluh3: no op outside XNNPACK but SOFTMAX",
@@ -173,7 +175,7 @@ _add("pool_cat_eluh3", "cat", "pool_cat_sub3 with f = eluh3: no op outside XNNPA
 # export mode -> lowering (measured: docs/lowering.md, docs/results/lowering.json).
 # Float modes MUST compute the training function (exports are checked against Keras at 1e-5),
 # so they keep the training formula op for op. int8 and qat: "elu3", the only candidate that
-# meets the latency target (1.12x ReLU int8: every op but SOFTMAX stays in XNNPACK) and the
+# meets the latency target (1.13x ReLU int8: every op but SOFTMAX stays in XNNPACK) and the
 # accuracy-drop target, and it has better top-1 agreement than the training formula (96.3 vs
 # 95.5 % on val, 96.8 vs 95.2 % on test). Higher agreement exists only at ~1.9x ReLU's latency
 # (sub1.4_floor4, 97.2 %). QAT fine-tunes through the same formula, absorbing its float error.
