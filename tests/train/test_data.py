@@ -177,3 +177,17 @@ def test_test_split_prefix_covers_all_classes(tmp_path, tiny_folder):
     # the folder lists classes in order; the loader's fixed shuffle mixes them
     assert len(set(s.y_test[:20].tolist())) >= 6
     np.testing.assert_array_equal(s.y_test, load(str(tiny_folder), 10, seed=5).y_test)
+
+
+def test_official_offline_is_one_line(monkeypatch):
+    import tf_keras as keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example.invalid/cifar-10-python.tar.gz: None -- "
+                        "[Errno -3] Temporary failure in name resolution\nmore detail")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    with pytest.raises(DataError) as e:
+        load("official")
+    msg = _one_line(e)
+    assert "official" in msg and "shipped" in msg
