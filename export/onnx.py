@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.run import OFFSET, SCALE, layout_of
+from export.run import OFFSET, SCALE, io_description, layout_of
 
 SUFFIX = ".onnx"
 INPUT_NAME = "image"
@@ -226,12 +226,7 @@ def _tensor(v) -> dict:
 def describe(path: Path) -> dict:
     s = _session(path)
     ins, outs = s.get_inputs(), s.get_outputs()
-    if len(ins) != 1 or len(outs) != 1:
-        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
-    inp = _tensor(ins[0])
-    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
-                      **{k: inp[k] for k in ("dtype", "quantization")}},
-            "output": _tensor(outs[0])}
+    return io_description(ins, outs, _tensor)
 
 
 def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:

@@ -120,6 +120,17 @@ def layout_of(shape: list) -> str:
     return "NCHW" if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
 
 
+def io_description(ins: list, outs: list, tensor) -> dict:
+    """The manifest's input/output entries from a model's own I/O list (`tensor` maps one
+    runtime-specific I/O description to {name, shape, dtype, quantization})."""
+    if len(ins) != 1 or len(outs) != 1:
+        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
+    inp = tensor(ins[0])
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
+                      **{k: inp[k] for k in ("dtype", "quantization")}},
+            "output": tensor(outs[0])}
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
 

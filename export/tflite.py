@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.run import OFFSET, SCALE, layout_of
+from export.run import OFFSET, SCALE, io_description
 
 SUFFIX = ".tflite"
 
@@ -120,12 +120,7 @@ def _tensor(d: dict) -> dict:
 def describe(path: Path) -> dict:
     it = _interpreter(path)
     ins, outs = it.get_input_details(), it.get_output_details()
-    if len(ins) != 1 or len(outs) != 1:
-        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
-    inp = _tensor(ins[0])
-    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
-                      **{k: inp[k] for k in ("dtype", "quantization")}},
-            "output": _tensor(outs[0])}
+    return io_description(ins, outs, _tensor)
 
 
 def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
