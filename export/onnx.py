@@ -118,18 +118,18 @@ def _float_model(job, mode: str):
     def make():
         import tensorflow as tf
         import tf2onnx
-        model = job.lowered(mode)
+        model = job.lowered(mode, "onnx")
         spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=job.cfg.opset,
                                               inputs_as_nchw=[INPUT_NAME])
         fold_flatten_transpose(proto)
         return tidy(proto)
     from export.lowering import choose
-    return job.memo(("onnx-float", choose(mode), job.cfg.opset), make)
+    return job.memo(("onnx-float", choose(mode, "onnx"), job.cfg.opset), make)
 
 
 def _extras(job, mode: str) -> dict:
-    return {"lowering": job.lowering(mode), "opset": job.cfg.opset}
+    return {"lowering": job.lowering(mode, "onnx"), "opset": job.cfg.opset}
 
 
 def float32(job, out: Path) -> dict:

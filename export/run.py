@@ -151,14 +151,14 @@ class Job:
             self.cache[key] = make()
         return self.cache[key]
 
-    def lowering(self, mode: str) -> str | None:
+    def lowering(self, mode: str, fmt: str | None = None) -> str | None:
         from export.lowering import choose, has_tanhexp
-        return choose(mode) if has_tanhexp(self.model) else None
+        return choose(mode, fmt) if has_tanhexp(self.model) else None
 
-    def lowered(self, mode: str):
-        """The model as exported for `mode`: TanhExp layers replaced by the chosen lowering."""
+    def lowered(self, mode: str, fmt: str | None = None):
+        """The model as exported for `mode` (and `fmt`): TanhExp layers replaced by the chosen lowering."""
         from export.lowering import choose, lowered_copy
-        name = choose(mode)
+        name = choose(mode, fmt)
         return self.memo(("lowered", name), lambda: lowered_copy(self.model, name))
 
     def calib_uint8(self) -> np.ndarray:

@@ -84,7 +84,9 @@ def test_pool_exact_equals_act_then_pool():
 
 def test_registry_and_defaults():
     for mode in ("float32", "float16", "dynamic"):
-        assert LOWERINGS[choose(mode)].exact, f"{mode} must export the training function"
+        for fmt in (None, "tflite", "onnx"):
+            assert LOWERINGS[choose(mode, fmt)].exact, f"{fmt}/{mode} must export the training function"
+    assert choose("float32", "onnx") == "naive" and choose("float32", "tflite") == DEFAULTS["float32"]
     for mode, name in DEFAULTS.items():
         assert name in LOWERINGS
     with pytest.raises(ValueError):
