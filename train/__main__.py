@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -41,6 +42,7 @@ def parse(argv=None):
 
 def main(argv=None) -> int:
     args = parse(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     from train.config import RunExists, TrainConfig
     from train.data.errors import DataError
 

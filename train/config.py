@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# The registries' keys, spelled out so that bad names fail before TensorFlow loads (seconds);
+# tests/train/test_models.py checks they match train.activations / models / recipes.
+ACT_NAMES = ("relu", "tanhexp")
+ARCH_NAMES = ("seed", "resnet8")
+RECIPE_NAMES = ("seed", "strong")
+
+
 class RunExists(Exception):
     """The run folder holds a different run's files."""
 
@@ -33,13 +40,10 @@ class TrainConfig:
         return Path(self.out or f"runs/{self.arch}-{self.act}-s{self.seed}")
 
     def validate(self) -> None:
-        from train.activations import ACTIVATIONS
-        from train.models import ARCHS
-        from train.recipes import RECIPES
         checks = [
-            (self.recipe in RECIPES, f"unknown --recipe {self.recipe!r}; choose from {', '.join(RECIPES)}"),
-            (self.act in ACTIVATIONS, f"unknown --act {self.act!r}; choose from {', '.join(ACTIVATIONS)}"),
-            (self.arch in ARCHS, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCHS)}"),
+            (self.recipe in RECIPE_NAMES, f"unknown --recipe {self.recipe!r}; choose from {', '.join(RECIPE_NAMES)}"),
+            (self.act in ACT_NAMES, f"unknown --act {self.act!r}; choose from {', '.join(ACT_NAMES)}"),
+            (self.arch in ARCH_NAMES, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCH_NAMES)}"),
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be > 0, got {self.lr}"),

@@ -44,3 +44,10 @@ def test_resnet8_is_mlperf_tinys_reference_size(act):
     m = build("resnet8", act)
     assert m.count_params() == 78_666
     assert abs(_macs(m) - 12.5e6) / 12.5e6 < 0.01
+
+
+def test_config_names_match_the_registries():
+    from train.activations import ACTIVATIONS
+    from train.config import ACT_NAMES, ARCH_NAMES, RECIPE_NAMES
+    from train.recipes import RECIPES
+    assert set(ACT_NAMES) == set(ACTIVATIONS) and set(ARCH_NAMES) == set(ARCHS) and set(RECIPE_NAMES) == set(RECIPES)
