@@ -2,8 +2,8 @@
 lightweight recipe (augmentation, a learning-rate schedule, weight decay). One registry, so
 the trainer has no if-chains about recipes.
 
-The strong recipe's settings are starting points; docs/results.md records the validation
-runs that justify (or revise) each of them. None is chosen on the test split.
+The strong recipe's settings are untuned starting points: the validation runs that justify
+(or revise) each of them are issue 5's and not done yet. None may be chosen on the test split.
 """
 from __future__ import annotations
 
