@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,9 @@ class TrainConfig:
     verbose: int = 1                # 1: Keras progress bar, 2: a line per epoch, 0: silent
 
     def run_dir(self) -> Path:
-        return Path(self.out or f"runs/{self.arch}-{self.act}-s{self.seed}")
+        # The seed recipe keeps the short name its runs have always had.
+        recipe = "" if self.recipe == "seed" else f"{self.recipe}-"
+        return Path(self.out or f"runs/{self.arch}-{recipe}{self.act}-s{self.seed}")
 
     def validate(self) -> None:
         checks = [
@@ -46,7 +49,8 @@ class TrainConfig:
             (self.arch in ARCH_NAMES, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCH_NAMES)}"),
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a finite number > 0, got {self.lr}"),
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),
         ]
@@ -60,6 +64,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path) -> "TrainConfig":
         d = json.loads(Path(path).read_text())
+        if not isinstance(d, dict):
+            raise ValueError(f"not a JSON object: {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

@@ -152,12 +152,11 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         print(f"{run}: already trained ({done['epochs']} epochs, test accuracy "
               f"{done['test_accuracy']:.4f}); nothing to do", file=sys.stderr)
         return done
-    run.mkdir(parents=True, exist_ok=True)
-
-    data = load(cfg.data, cfg.val_size, cfg.seed)
+    data = load(cfg.data, cfg.val_size, cfg.seed)  # before mkdir: bad data leaves no empty run folder
     if cfg.limit_train:
         data.x_train, data.y_train = data.x_train[:cfg.limit_train], data.y_train[:cfg.limit_train]
     print(data.describe(), file=sys.stderr)
+    run.mkdir(parents=True, exist_ok=True)
 
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -171,8 +170,10 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         with strategy.scope():
+            bn = RECIPES[cfg.recipe].batch_norm
             model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
-                          final_dtype="float32" if cfg.mixed_precision else None)
+                          final_dtype="float32" if cfg.mixed_precision else None,
+                          **({} if bn is None else {"batch_norm": bn}))
             opt = optimizer(RECIPES[cfg.recipe], cfg.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)

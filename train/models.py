@@ -11,19 +11,25 @@ L = keras.layers
 
 
 def seed(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=None,
-         make_act=None) -> keras.Model:
+         make_act=None, batch_norm: bool = False) -> keras.Model:
     """The seed experiment's network, exactly: 42,442 parameters with 10 classes.
 
     Conv 32 3x3 -> act -> MaxPool -> Conv 64 3x3 -> act -> MaxPool -> Flatten -> Dense softmax.
     `final_dtype="float32"` keeps the softmax in float32 under mixed precision (same weights);
-    `make_act` overrides the activation layer factory (the speed benchmark's seed baseline)."""
+    `make_act` overrides the activation layer factory (the speed benchmark's seed baseline).
+    `batch_norm=True` (the strong recipe) puts a BatchNormalization right after each conv, whose
+    bias it makes redundant: 42,730 parameters, and after export, where BN folds into the conv,
+    the same graph as the seed's."""
     make = make_act or ACTIVATIONS[act]
+
+    def conv(x, filters, i):
+        x = L.Conv2D(filters, 3, use_bias=not batch_norm, name=f"conv{i}")(x)
+        return L.BatchNormalization(name=f"bn{i}")(x) if batch_norm else x
+
     x = inp = keras.Input(input_shape, name="image")
-    x = L.Conv2D(32, 3, name="conv1")(x)
-    x = make(name="act1")(x)
+    x = make(name="act1")(conv(x, 32, 1))
     x = L.MaxPooling2D(2, name="pool1")(x)
-    x = L.Conv2D(64, 3, name="conv2")(x)
-    x = make(name="act2")(x)
+    x = make(name="act2")(conv(x, 64, 2))
     x = L.MaxPooling2D(2, name="pool2")(x)
     x = L.Flatten(name="flatten")(x)
     out = L.Dense(num_classes, activation="softmax", dtype=final_dtype, name="probs")(x)
@@ -31,10 +37,11 @@ def seed(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=N
 
 
 def resnet8(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtype=None,
-            make_act=None, weight_decay: float = 1e-4) -> keras.Model:
+            make_act=None, weight_decay: float = 1e-4, batch_norm: bool = True) -> keras.Model:
     """MLPerf Tiny's image-classification reference (ResNet-8 for CIFAR-10): three residual
     stages of 16/32/64 filters with batch norm, ~78k parameters and ~12.5 M multiply-adds.
-    Batch norm sits right after each convolution so that export can fold it into the conv."""
+    Batch norm sits right after each convolution so that export can fold it into the conv.
+    `batch_norm=False` drops it (not the reference: a BN-free twin for checking the folding)."""
     make = make_act or ACTIVATIONS[act]
     reg = keras.regularizers.l2(weight_decay) if weight_decay else None
     n = iter(range(1, 100))
@@ -43,7 +50,7 @@ def resnet8(act: str, num_classes: int = 10, input_shape=(32, 32, 3), final_dtyp
         i = next(n)
         x = L.Conv2D(filters, kernel, strides=stride, padding="same", kernel_initializer="he_normal",
                      kernel_regularizer=reg, name=f"conv{i}")(x)
-        return L.BatchNormalization(name=f"bn{i}")(x)
+        return L.BatchNormalization(name=f"bn{i}")(x) if batch_norm else x
 
     x = inp = keras.Input(input_shape, name="image")
     x = make(name="act0")(conv_bn(x, 16))

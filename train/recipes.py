@@ -18,11 +18,12 @@ class Recipe:
     augment: bool = False        # random 32x32 crop of the 4-pixel zero-padded image + horizontal flip
     schedule: str = "constant"   # "constant" or "cosine" (decay to 0 over the run)
     weight_decay: float = 0.0    # decoupled (AdamW); 0 -> plain Adam, as the seed
+    batch_norm: bool | None = None  # BN after each conv (folded at export); None: the architecture's own
 
 
 RECIPES = {
     "seed": Recipe(),
-    "strong": Recipe(augment=True, schedule="cosine", weight_decay=5e-4),
+    "strong": Recipe(augment=True, schedule="cosine", weight_decay=5e-4, batch_norm=True),
 }
 
 

@@ -1,0 +1,101 @@
+"""python -m study: train, export and bench every cell, then write the report."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other CLI here
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _arch_seeds(s: str) -> tuple[str, int]:
+    arch, sep, n = s.partition("=")
+    try:
+        return arch, int(n) if sep else int("x")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ARCH=N, got {s!r}") from None
+
+
+def _names(s: str) -> list[str]:
+    return [x for x in s.split(",") if x]
+
+
+def parse(argv=None):
+    p = _Parser(
+        prog="python -m study",
+        description="The whole TanhExp-vs-ReLU study in one command: for each architecture, recipe, "
+                    "seed and activation, train (python -m train), export every format and precision "
+                    "(python -m export), benchmark (python -m runtime.bench), then write OUT/report.md "
+                    "with plots and OUT/study.json. Work already done is skipped, so rerunning after an "
+                    "interruption continues where it stopped.",
+        epilog="Example (the committed study): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
+               "--arch-seeds resnet8=1.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c = p.add_argument_group("cells")
+    c.add_argument("--acts", type=_names, default=["tanhexp", "relu"], metavar="A[,A]",
+                   help="activations; the paired comparison is first minus second")
+    c.add_argument("--archs", type=_names, default=["seed"], metavar="A[,A]", help="architectures (seed, resnet8)")
+    c.add_argument("--recipes", type=_names, default=["seed", "strong"], metavar="R[,R]", help="recipes (seed, strong)")
+    c.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 per cell (>= 3 for statistics)")
+    c.add_argument("--arch-seeds", type=_arch_seeds, action="append", default=[], metavar="ARCH=N",
+                   help="fewer (or more) seeds for one architecture, e.g. resnet8=1 (repeatable)")
+    c.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="epochs for every run (default: 50 for seed, 40 for resnet8)")
+    d = p.add_argument_group("data and runs")
+    d.add_argument("--data", default=None, help="as python -m train --data (default: the shipped JPEG CIFAR-10)")
+    d.add_argument("--val-size", type=int, default=5000, metavar="N", help="validation images carved from train")
+    d.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where run folders live (default: runs/, so hand-trained runs are reused; OUT/runs with --quick)")
+    d.add_argument("--out", default="docs/study", metavar="DIR", help="study folder: report.md, plots, study.json, bench/")
+    e = p.add_argument_group("export and bench")
+    e.add_argument("--formats", type=_names, default=["tflite", "onnx"], metavar="F[,F]", help="export formats")
+    e.add_argument("--modes", type=_names, default=None, metavar="M[,M]", help="only these modes (default: all)")
+    e.add_argument("--calib-size", type=int, default=500, metavar="N", help="int8 calibration images (training split)")
+    e.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="quantization-aware fine-tuning epochs")
+    e.add_argument("--bench-runs", type=int, default=300, metavar="N", help="timed single-image calls per model")
+    e.add_argument("--threads", type=int, default=1, metavar="N", help="runtime threads in the bench")
+    r = p.add_argument_group("report")
+    r.add_argument("--thresholds", type=lambda s: [float(x) for x in _names(s)], default=None, metavar="T[,T]",
+                   help="validation accuracies for the convergence table (default: 0.50 to 0.85)")
+    m = p.add_argument_group("modes")
+    m.add_argument("--quick", action="store_true",
+                   help="300 training images, 1 epoch, float32+int8 only, short bench: checks the pipeline, not the science")
+    m.add_argument("--deterministic", action="store_true", help="pass --deterministic to training")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    from study.config import StudyConfig
+    from study.run import StudyError, study
+
+    kw = dict(acts=args.acts, archs=args.archs, recipes=args.recipes, seeds=args.seeds,
+              arch_seeds=dict(args.arch_seeds), epochs=args.epochs, formats=args.formats, modes=args.modes,
+              data=args.data, runs_dir=args.runs_dir, out=args.out, calib_size=args.calib_size,
+              qat_epochs=args.qat_epochs, bench_runs=args.bench_runs, threads=args.threads,
+              val_size=args.val_size, quick=args.quick, deterministic=args.deterministic)
+    if args.thresholds:
+        kw["thresholds"] = args.thresholds
+    try:
+        cfg = StudyConfig(**kw)
+        cfg.validate()
+        results = study(cfg)
+    except (ValueError, StudyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ValueError) else 1
+    except OSError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    n = len(results["cells"])
+    print(f"study of {n} cells written to {args.out}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The study's one config, written as config.json into the study folder."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from study.convergence import DEFAULT_THRESHOLDS
+from train.config import ACT_NAMES, ARCH_NAMES, RECIPE_NAMES
+
+FORMAT_NAMES = ("tflite", "onnx")
+
+# Epochs per (arch, recipe) unless --epochs says otherwise. The seed recipe is the seed's 50;
+# ResNet-8 gets what fits MLPerf Tiny's "<= 60 minutes on this 2-core CPU" budget (~31 s/epoch idle).
+DEFAULT_EPOCHS = {"seed": 50, "resnet8": 40}
+
+# Quick mode: enough to run every stage end to end in seconds, on any data; figures meaningless.
+QUICK = dict(epochs=1, limit_train=300, val_size=100, calib_size=50, qat_epochs=1,
+             bench_runs=20, bench_limit=200, modes=("float32", "int8"))
+
+
+@dataclass
+class StudyConfig:
+    acts: list = field(default_factory=lambda: list(ACT_NAMES[::-1]))  # tanhexp, relu
+    archs: list = field(default_factory=lambda: ["seed"])
+    recipes: list = field(default_factory=lambda: ["seed", "strong"])
+    seeds: int = 3                      # seeds 0..N-1 per cell
+    arch_seeds: dict = field(default_factory=dict)   # e.g. {"resnet8": 1}
+    epochs: int | None = None           # None: DEFAULT_EPOCHS[arch]
+    formats: list = field(default_factory=lambda: list(FORMAT_NAMES))
+    modes: list | None = None           # None: every mode of each format
+    data: str | None = None
+    runs_dir: str | None = None         # None: runs/ (train's default), or OUT/runs in quick mode
+    out: str = "docs/study"
+    thresholds: list = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
+    calib_size: int = 500
+    qat_epochs: int = 2
+    bench_runs: int = 300
+    bench_limit: int | None = None
+    threads: int = 1
+    limit_train: int | None = None
+    val_size: int = 5000
+    quick: bool = False
+    deterministic: bool = False
+
+    def __post_init__(self):
+        if self.quick:
+            for k, v in QUICK.items():
+                setattr(self, k, list(v) if isinstance(v, tuple) else v)
+
+    def validate(self) -> None:
+        for name, got, allowed in (("--acts", self.acts, ACT_NAMES), ("--archs", self.archs, ARCH_NAMES),
+                                   ("--recipes", self.recipes, RECIPE_NAMES),
+                                   ("--formats", self.formats, FORMAT_NAMES),
+                                   ("--arch-seeds", list(self.arch_seeds), ARCH_NAMES)):
+            bad = [x for x in got if x not in allowed]
+            if bad or (not got and name != "--arch-seeds"):
+                raise ValueError(f"{name}: unknown or empty {bad or got}; choose from {', '.join(allowed)}")
+        for name, v, lo in (("--seeds", self.seeds, 1), ("--epochs", self.epochs, 1),
+                            ("--calib-size", self.calib_size, 1), ("--qat-epochs", self.qat_epochs, 1),
+                            ("--bench-runs", self.bench_runs, 1), ("--threads", self.threads, 1),
+                            ("--val-size", self.val_size, 0), ("--limit-train", self.limit_train, 1),
+                            ("--bench-limit", self.bench_limit, 1)):
+            if v is not None and v < lo:
+                raise ValueError(f"{name} must be >= {lo}, got {v}")
+        if any(n < 1 for n in self.arch_seeds.values()):
+            raise ValueError(f"--arch-seeds counts must be >= 1, got {self.arch_seeds}")
+        if any(not 0 < t < 1 for t in self.thresholds):
+            raise ValueError(f"--thresholds must be in (0, 1), got {self.thresholds}")
+
+    def seeds_for(self, arch: str) -> list[int]:
+        return list(range(self.arch_seeds.get(arch, self.seeds)))
+
+    def epochs_for(self, arch: str) -> int:
+        return self.epochs or DEFAULT_EPOCHS[arch]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

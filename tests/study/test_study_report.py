@@ -1,0 +1,80 @@
+"""The study's collect/report logic on a hand-made results set (fast), and its CLI's bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from study.collect import summarize
+from study.report import markdown, write_report
+
+
+def _record(arch, recipe, act, seed, acc, int8_acc, ops=None, val=(0.5, 0.6, 0.7)):
+    ops = ops or {"CONV_2D": 2, "MUL": 2}
+    return {"arch": arch, "recipe": recipe, "act": act, "seed": seed, "run": "r",
+            "train": {"test_accuracy": acc},
+            "history": [{"epoch": i + 1, "val_accuracy": v, "accuracy": v, "seconds": 10.0} for i, v in enumerate(val)],
+            "convergence": {"0.60": {"epoch": 2, "seconds": 20.0} if max(val) >= 0.6 else None},
+            "artifacts": [
+                {"model": "tflite/float32", "format": "tflite", "mode": "float32", "size_bytes": 170000,
+                 "test_accuracy": acc, "agreement": 1.0, "drop_pt": 0.0, "op_counts": dict(ops), "bn_leftovers": [],
+                 "latency_ms_p50": 0.1, "bench_accuracy": acc},
+                {"model": "tflite/int8", "format": "tflite", "mode": "int8", "size_bytes": 50000,
+                 "test_accuracy": int8_acc, "agreement": 0.98, "drop_pt": round(100 * (acc - int8_acc), 3),
+                 "op_counts": dict(ops), "bn_leftovers": [], "latency_ms_p50": 0.04, "bench_accuracy": int8_acc}]}
+
+
+@pytest.fixture
+def records():
+    rs = []
+    for s, (t, r) in enumerate([(0.70, 0.69), (0.72, 0.70), (0.74, 0.71)]):
+        rs.append(_record("seed", "seed", "tanhexp", s, t, t - 0.001))
+        rs.append(_record("seed", "seed", "relu", s, r, r - 0.010))  # 1.0 pt int8 drop: must be flagged
+        rs.append(_record("seed", "strong", "tanhexp", s, t + 0.05, t + 0.05, ops={"CONV_2D": 2, "MUL": 4}))
+        rs.append(_record("seed", "strong", "relu", s, r + 0.05, r + 0.05, val=(0.4, 0.5, 0.55)))
+    return rs
+
+
+def test_summary_statistics_and_checks(records):
+    s = summarize(records, ["tanhexp", "relu"])
+    keras = next(p for p in s["paired"] if (p["recipe"], p["model"]) == ("seed", "keras"))
+    assert keras["n"] == 3 and keras["mean_diff"] == pytest.approx(0.02)  # diffs .01 .02 .03, as test_stats
+    assert keras["verdict"] == "not significant"
+    cell = next(a for a in s["accuracy"] if (a["recipe"], a["model"], a["act"]) == ("seed", "keras", "relu"))
+    assert cell["mean"] == pytest.approx(0.70) and cell["std"] == pytest.approx(0.01)
+    bad = [d for d in s["int8_drop"] if not d["ok"]]
+    assert {d["cell"] for d in bad} == {"seed-seed-relu-s0", "seed-seed-relu-s1", "seed-seed-relu-s2"}
+    # BN folding: the strong TanhExp models have 2 extra MULs vs their BN-free twin -> not folded
+    bn_bad = {b["cell"] for b in s["bn_folding"] if not b["ok"]}
+    assert bn_bad == {f"seed-strong-tanhexp-s{i}" for i in range(3)}
+    conv = {(c["recipe"], c["act"]): c for c in s["convergence"]}
+    assert conv[("strong", "relu")]["reached"] == 0 and conv[("seed", "relu")]["epoch_mean"] == 2
+
+
+def test_report_writes_markdown_and_plots(records, tmp_path):
+    results = {"created": "now", "device": {"cpu": "x", "cores": 2}, "versions": {}, "git_commit": "abc",
+               "config": {"archs": ["seed"], "recipes": ["seed", "strong"], "acts": ["tanhexp", "relu"], "seeds": 3,
+                          "arch_seeds": {}, "formats": ["tflite"], "quick": False},
+               "cells": records, "summary": summarize(records, ["tanhexp", "relu"])}
+    md = markdown(results)
+    assert "| keras | 72.00 ± 2.00" in md            # tanhexp seed/seed mean 72 %, std 2
+    assert "68.49" in md and "69.13" in md          # the seed's published figures beside ours
+    assert "3 lose more than 0.5 points" in md
+    assert "NOT FOLDED: seed-strong-tanhexp-s0" in md
+    write_report(results, tmp_path)
+    for name in ("report.md", "curves.png", "precision.png", "latency.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--acts", "tanhexp,gelu"], "--acts"), (["--seeds", "0"], "--seeds"), (["--recipes", "fancy"], "--recipes"),
+    (["--arch-seeds", "resnet8"], "ARCH=N"), (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
+])
+def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
+    p = subprocess.run([sys.executable, "-m", "study", "--out", str(tmp_path / "s"), *argv],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
+    assert not (tmp_path / "s").exists()
