@@ -13,7 +13,8 @@ from pathlib import Path
 # tests/train/test_models.py checks they match train.activations / models / recipes.
 ACT_NAMES = ("relu", "tanhexp")
 ARCH_NAMES = ("seed", "resnet8")
-RECIPE_NAMES = ("seed", "strong")
+RECIPE_NAMES = ("seed", "strong", "strong-no-augment", "strong-flip-only", "strong-no-bn", "strong-constant-lr",
+                "strong-no-wd")  # the last five: ablations of strong (train/recipes.py)
 
 
 class RunExists(Exception):

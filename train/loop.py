@@ -39,12 +39,12 @@ def train_dataset(x, y, cfg: TrainConfig, first_epoch: int) -> tf.data.Dataset:
     epochs = np.arange(first_epoch, cfg.epochs, dtype=np.int64)
     orders = np.stack([epoch_order(cfg.seed, e, n) for e in epochs])
     xs, ys = tf.constant(x), tf.constant(y)
-    do_augment = RECIPES[cfg.recipe].augment
+    do_augment, do_crop = RECIPES[cfg.recipe].augment, RECIPES[cfg.recipe].crop
 
     def gather(epoch, step, idx):
         img = tf.cast(tf.gather(xs, idx), tf.float32) / 255.0
         if do_augment:
-            img = augment(img, tf.stack([tf.cast(cfg.seed, tf.int64), epoch * 100_003 + step]))
+            img = augment(img, tf.stack([tf.cast(cfg.seed, tf.int64), epoch * 100_003 + step]), crop=do_crop)
         return img, tf.gather(ys, idx)
 
     def batches(epoch, order):

@@ -7,7 +7,7 @@ The strong recipe's settings are untuned starting points: the validation runs th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tensorflow as tf
 import tf_keras as keras
@@ -16,6 +16,7 @@ import tf_keras as keras
 @dataclass(frozen=True)
 class Recipe:
     augment: bool = False        # random 32x32 crop of the 4-pixel zero-padded image + horizontal flip
+    crop: bool = True            # with augment: False leaves the flip alone
     schedule: str = "constant"   # "constant" or "cosine" (decay to 0 over the run)
     weight_decay: float = 0.0    # decoupled (AdamW); 0 -> plain Adam, as the seed
     batch_norm: bool | None = None  # BN after each conv (folded at export); None: the architecture's own
@@ -25,6 +26,17 @@ RECIPES = {
     "seed": Recipe(),
     "strong": Recipe(augment=True, schedule="cosine", weight_decay=5e-4, batch_norm=True),
 }
+
+# The strong recipe with one ingredient taken out (or weakened): the validation runs that
+# justify each ingredient (docs/results.md, "strong recipe ablation"). Names in train/config.py.
+ABLATIONS = {
+    "no-augment": dict(augment=False),
+    "flip-only": dict(crop=False),
+    "no-bn": dict(batch_norm=None),
+    "constant-lr": dict(schedule="constant"),
+    "no-wd": dict(weight_decay=0.0),
+}
+RECIPES.update({f"strong-{k}": replace(RECIPES["strong"], **v) for k, v in ABLATIONS.items()})
 
 
 def optimizer(recipe: Recipe, lr: float, total_steps: int):
@@ -36,12 +48,15 @@ def optimizer(recipe: Recipe, lr: float, total_steps: int):
     return keras.optimizers.Adam(rate)
 
 
-def augment(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def augment(x: tf.Tensor, seed: tf.Tensor, crop: bool = True) -> tf.Tensor:
     """Per-image random crop (pad 4) and flip of a float NHWC batch, stateless: the same
     (run seed, epoch, batch) always gives the same augmentation, so a resumed run is the
     uninterrupted run."""
     b = tf.shape(x)[0]
     s1, s2, s3 = (tf.random.experimental.stateless_split(seed, 3)[i] for i in range(3))
+    flip = tf.random.stateless_uniform([b], s3) < 0.5
+    if not crop:
+        return tf.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
     padded = tf.pad(x, [[0, 0], [4, 4], [4, 4], [0, 0]])
     oy = tf.random.stateless_uniform([b], s1, 0, 9, dtype=tf.int32)
     ox = tf.random.stateless_uniform([b], s2, 0, 9, dtype=tf.int32)
@@ -49,5 +64,4 @@ def augment(x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     cols = ox[:, None] + tf.range(32)[None, :]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)
     out = tf.gather(out, cols, axis=2, batch_dims=1)
-    flip = tf.random.stateless_uniform([b], s3) < 0.5
     return tf.where(flip[:, None, None, None], out[:, :, ::-1, :], out)

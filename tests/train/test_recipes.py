@@ -21,3 +21,19 @@ def test_recipes_build_their_optimizers():
     assert type(optimizer(RECIPES["seed"], 1e-3, 100)).__name__ == "Adam"
     opt = optimizer(RECIPES["strong"], 1e-3, 100)
     assert type(opt).__name__ == "AdamW" and opt.weight_decay == RECIPES["strong"].weight_decay
+
+
+def test_flip_only_augment_never_shifts():
+    x = tf.constant(np.random.default_rng(1).random((32, 32, 32, 3), dtype=np.float32))
+    a = augment(x, tf.constant([1, 2], tf.int64), crop=False).numpy()
+    flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(a, x.numpy())]
+    same = [np.array_equal(o, i) for o, i in zip(a, x.numpy())]
+    assert all(f or s for f, s in zip(flipped, same)) and any(flipped) and any(same)
+
+
+def test_ablations_take_out_one_ingredient_each():
+    strong = RECIPES["strong"]
+    for name, recipe in RECIPES.items():
+        if name.startswith("strong-"):
+            diff = [f for f in strong.__dataclass_fields__ if getattr(recipe, f) != getattr(strong, f)]
+            assert len(diff) == 1, (name, diff)
