@@ -78,3 +78,22 @@ def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_ablation_reads_validation_only(tmp_path):
+    from study.ablation import ablation, markdown
+
+    def run(name, vals, test_acc):
+        d = tmp_path / name
+        d.mkdir()
+        rows = "".join(f"{i + 1},{v},1.0\n" for i, v in enumerate(vals))
+        (d / "history.csv").write_text("epoch,val_accuracy,seconds\n" + rows)
+        (d / "metrics.json").write_text(json.dumps({"test_accuracy": test_acc}))
+
+    run("seed-strong-tanhexp-s0", [0.5, 0.6, 0.70, 0.72, 0.74, 0.76, 0.78], 0.99)
+    run("seed-strong-no-bn-tanhexp-s0", [0.5, 0.6, 0.65, 0.66, 0.67, 0.68, 0.69], 0.10)
+    rows = {r["recipe"]: r for r in ablation(tmp_path, "seed", "tanhexp", 0)}
+    assert set(rows) == {"strong", "strong-no-bn"}
+    assert rows["strong"]["last5_mean"] == pytest.approx(0.74) and rows["strong"]["best_epoch"] == 7
+    assert rows["strong-no-bn"]["delta_vs_strong_pt"] == pytest.approx(-7.0)
+    assert "99" not in markdown(list(rows.values()), "seed", "tanhexp", 0)  # test accuracy never shown
