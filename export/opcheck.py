@@ -9,9 +9,10 @@ protobuf), never from what the converter was asked to do.
 """
 from __future__ import annotations
 
+import struct
 from collections import Counter
 
-from export.errors import OpNotAllowed
+from export.errors import ExportFailed, OpNotAllowed, one_line
 
 ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -25,7 +26,19 @@ def _tflite_schema():
 
 
 def tflite_ops(buf: bytes) -> list[str]:
-    """Every operator in every subgraph, in graph order; custom ops as 'CUSTOM:<name>'."""
+    """Every operator in every subgraph, in graph order; custom ops as 'CUSTOM:<name>'.
+
+    The generated reader trusts every offset, so a damaged file fails deep inside it with
+    struct.error or IndexError: those become one ExportFailed that says what the file is."""
+    if len(buf) < 8 or bytes(buf[4:8]) != b"TFL3":
+        raise ExportFailed("not a TFLite flatbuffer (no 'TFL3' identifier at bytes 4:8)")
+    try:
+        return _tflite_ops(buf)
+    except (struct.error, IndexError, ValueError, UnicodeDecodeError) as e:
+        raise ExportFailed(f"not a readable TFLite flatbuffer ({type(e).__name__}: {one_line(e)})") from None
+
+
+def _tflite_ops(buf: bytes) -> list[str]:
     schema = _tflite_schema()
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = schema.Model.GetRootAsModel(buf, 0)
@@ -42,7 +55,13 @@ def tflite_ops(buf: bytes) -> list[str]:
     ops = []
     for s in range(model.SubgraphsLength()):
         sub = model.Subgraphs(s)
-        for j in range(sub.OperatorsLength()):
+        n = sub.OperatorsLength()
+        # lengths are read from the file: a damaged one can claim billions of entries (and
+        # entries may share one table), so bound the walk by what the bytes can hold
+        if len(ops) + n > len(buf) // 4:
+            raise ExportFailed(f"not a readable TFLite flatbuffer (claims {len(ops) + n} operators "
+                               f"in {len(buf)} bytes)")
+        for j in range(n):
             ops.append(codes[sub.Operators(j).OpcodeIndex()])
     return ops
 

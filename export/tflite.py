@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
+from export.errors import ExportFailed
 from export.run import OFFSET, SCALE, io_description
 
 SUFFIX = ".tflite"
@@ -101,9 +102,29 @@ def ops(path: Path) -> list[str]:
     return opcheck.tflite_ops(Path(path).read_bytes())
 
 
+_VALIDATE = ("import sys; from ai_edge_litert.interpreter import Interpreter; "
+             "Interpreter(model_path=sys.argv[1]).allocate_tensors()")
+
+
 def validate(path: Path) -> None:
-    """The runtime must accept it: load and allocate with the interpreter the device uses."""
-    _interpreter(path).allocate_tensors()
+    """The runtime must accept it: load and allocate with the interpreter the device uses.
+    In a child process, because LiteRT can crash on a model its verifier accepts (an op
+    wired to the wrong tensor: docs/faults-fuzz.md); that must fail the check, not the export."""
+    import signal
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _VALIDATE, str(path)], capture_output=True, text=True,
+                       errors="replace", stdin=subprocess.DEVNULL, timeout=600)
+    if r.returncode:
+        lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("INFO:")]
+        if r.returncode < 0:
+            try:
+                why = f"it crashed ({signal.Signals(-r.returncode).name})"
+            except ValueError:
+                why = f"it crashed (signal {-r.returncode})"
+        else:
+            why = lines[-1] if lines else f"exit {r.returncode}"
+        raise ExportFailed(f"LiteRT cannot load the converted model: {why}")
 
 
 def _tensor(d: dict) -> dict:

@@ -23,6 +23,8 @@ import numpy as np
 
 from runtime.errors import MissingRuntime, ModelError
 
+MAX_CALL_BYTES = 1 << 30  # one call's prepared input; CIFAR-size batches use a few MB
+
 # format -> (module, pip package named in the error when the module's runtime is missing)
 REGISTRY: dict[str, tuple[str, str]] = {
     "tflite": ("runtime.backends.litert", "ai-edge-litert"),
@@ -98,6 +100,12 @@ class Backend(ABC):
         if any(w is not None and w != h for w, h in zip(want, hwc)):
             raise ModelError(f"model input {self.layout} {list(self.input.shape)} does not fit "
                              f"images of shape {tuple(hwc)} (HWC)")
+        # run() pads every call to a fixed batch; a damaged or hostile file can fix it at a
+        # million images, and preparing those would exhaust memory long before any error
+        per_call = self.batch * int(np.prod(hwc)) * 4  # float32 while preparing
+        if per_call > MAX_CALL_BYTES:
+            raise ModelError(f"model input {list(self.input.shape)} takes {self.batch} images per "
+                             f"call ({per_call / 2**30:.1f} GiB); not a model for this device")
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """uint8 NHWC -> what the model takes: normalized, quantized, in its layout."""

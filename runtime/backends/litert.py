@@ -25,6 +25,46 @@ def check_flatbuffer(path) -> None:
         raise ModelError("not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4:8)")
     if int.from_bytes(head[:4], "little") >= size:
         raise ModelError("truncated TFLite model (root table offset past the end of the file)")
+    with open(path, "rb") as f:
+        check_tensor_sizes(f.read())
+
+
+# No tensor of an edge model comes near this. A damaged shape can claim gigabytes; LiteRT
+# plans memory from the shapes in the file, and where the allocation fails (a small device,
+# a 32-bit userland, an address-space limit) it can crash instead of raising.
+MAX_TENSOR_BYTES = 1 << 30
+_ITEMSIZE = {1: 2, 4: 8, 8: 8, 10: 8, 11: 16, 12: 8}  # TensorType -> bytes where not 4 or less
+
+
+def check_tensor_sizes(buf: bytes) -> None:
+    """Refuse a model whose tensors claim more than MAX_TENSOR_BYTES each, before LiteRT sees it.
+    Where the file cannot be read here, LiteRT's own verifier decides (and says why)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:  # tflite-runtime ships no schema module: LiteRT's checks only
+        return
+    budget = len(buf) // 4  # tensors to look at: a damaged file can claim billions
+    try:
+        model = schema.Model.GetRootAsModel(buf, 0)
+        for s in range(model.SubgraphsLength()):
+            sub = model.Subgraphs(s)
+            for i in range(sub.TensorsLength()):
+                budget -= 1
+                if budget < 0:
+                    return
+                t = sub.Tensors(i)
+                n = _ITEMSIZE.get(t.Type(), 4)
+                for j in range(min(t.ShapeLength(), 16)):
+                    n *= max(int(t.Shape(j)), 1)
+                if n > MAX_TENSOR_BYTES:
+                    name = (t.Name() or b"?").decode(errors="replace")[:80]
+                    dims = [int(t.Shape(j)) for j in range(min(t.ShapeLength(), 16))]
+                    raise ModelError(f"tensor {name!r} claims shape {dims} ({n / 2**30:.1f} GiB); "
+                                     "damaged, or not a model for this device")
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001  unreadable for this reader: LiteRT's verifier decides
+        return
 
 
 def _spec(d: dict) -> TensorSpec:
