@@ -25,7 +25,11 @@ def _val(run: Path) -> dict | None:
     if not vals:
         return None
     last5 = vals[-5:]
-    return {"epochs": len(vals), "final": vals[-1], "last5_mean": sum(last5) / len(last5), "best": max(vals),
+    try:
+        planned = int(json.loads((run / "config.json").read_text())["epochs"])
+    except (OSError, KeyError, ValueError, TypeError):
+        planned = len(vals)
+    return {"epochs": len(vals), "planned_epochs": planned, "finished": (run / "metrics.json").is_file(), "final": vals[-1], "last5_mean": sum(last5) / len(last5), "best": max(vals),
             "best_epoch": vals.index(max(vals)) + 1}
 
 
@@ -50,7 +54,8 @@ def markdown(rows: list[dict], arch: str, act: str, seed: int) -> str:
            "|---|---|---|---|---|---|"]
     for r in rows:
         d = "–" if r["delta_vs_strong_pt"] is None else f"{r['delta_vs_strong_pt']:+.2f} pt"
-        out.append(f"| {r['recipe']} | {r['epochs']} | {100 * r['final']:.2f} | {100 * r['last5_mean']:.2f} | "
+        ep = str(r["epochs"]) if r["finished"] else f"{r['epochs']} of {r['planned_epochs']} (running)"
+        out.append(f"| {r['recipe']} | {ep} | {100 * r['final']:.2f} | {100 * r['last5_mean']:.2f} | "
                    f"{100 * r['best']:.2f} ({r['best_epoch']}) | {d} |")
     return "\n".join(out) + "\n"
 
