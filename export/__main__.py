@@ -58,6 +58,9 @@ def main(argv=None) -> int:
     from export.errors import ExportError
 
     quant = [m for item in (args.quant or []) for m in item.split(",") if m]
+    if args.quant is not None and not quant:
+        print("error: --quant names no mode; leave it out for every mode of the format", file=sys.stderr)
+        return 2
     cfg = ExportConfig(format=args.format, quant=quant, run=args.run, out=args.out,
                        calib_size=args.calib_size, calib_seed=args.calib_seed,
                        per_channel=not args.per_tensor, opset=args.opset, qat_epochs=args.qat_epochs,
@@ -79,4 +82,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from train.quietlog import native_logs_filtered
+    with native_logs_filtered():  # TensorFlow's native log lines would bury a one-line error
+        sys.exit(main())

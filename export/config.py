@@ -6,6 +6,7 @@ TensorFlow is imported.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from export.errors import BadInput
@@ -47,9 +48,10 @@ class ExportConfig:
             raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
         checks = [
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
+            (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),
             (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
-            (self.qat_lr > 0, f"--qat-lr must be > 0, got {self.qat_lr}"),
+            (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),
             (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
         ]

@@ -193,8 +193,14 @@ def layer_profile(model, calib, x_float, rounds, per_round) -> list[dict]:
 
 # --- main -----------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, not argparse's usage dump
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse(argv=None):
-    p = argparse.ArgumentParser(prog="python -m export.lowering_bench", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="python -m export.lowering_bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--tanhexp-run", required=True, help="run folder with model.keras (TanhExp)")
     p.add_argument("--relu-run", required=True, help="run folder with model.keras (ReLU reference)")
@@ -211,13 +217,50 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
+def precheck(args) -> None:
+    """Everything that can be checked before TensorFlow loads (seconds, and its log lines)."""
+    from export.errors import BadInput
+    from export.run import check_keras_file
+    from runtime.fileio import check_writable
+    from train.data import resolve
+    for name, lo in (("calib_size", 1), ("calib_seed", 0), ("extra_calib_size", 0), ("rounds", 1), ("per_round", 1)):
+        if getattr(args, name) < lo:
+            raise BadInput(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(args, name)}")
+    if not [n for n in args.candidates.split(",") if n.strip()]:
+        raise BadInput("--candidates names no lowering; leave it out for all")
+    for opt, run in (("--tanhexp-run", args.tanhexp_run), ("--relu-run", args.relu_run)):
+        if not Path(run).is_dir():
+            raise BadInput(f"{opt}: run folder not found: {run}")
+        check_keras_file(Path(run) / "model.keras")
+    cfg_path = Path(args.tanhexp_run) / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{cfg_path}: unreadable ({e})") from None
+    resolve(cfg.get("data") if isinstance(cfg, dict) else None)
+    if args.out:
+        try:
+            check_writable(args.out)
+        except OSError as e:
+            raise BadInput(f"cannot write --out {args.out}: {e.strerror or e}") from None
+
+
 def main(argv=None) -> int:
     args = parse(argv)
-    import tf_keras as keras
+    from export.errors import ExportError
+    from train.data import DataError
+    try:
+        precheck(args)
+        return _run(args)
+    except (ExportError, DataError, OSError) as e:
+        log(f"error: {' '.join(str(e).split())}")
+        return 2
 
+
+def _run(args) -> int:
     import train.activations  # noqa: F401  (registers TanhExp for load_model)
     from export.lowering import DEFAULTS, LOWERINGS, lowered_copy
-    from export.run import calibration_sample, to_float
+    from export.run import calibration_sample, load_model, to_float
     from runtime.fileio import write_json
     from runtime.provenance import provenance
     from train.data import load
@@ -237,7 +280,7 @@ def main(argv=None) -> int:
     log(splits.describe())
     calib = to_float(calibration_sample(splits.x_train, args.calib_size, args.calib_seed))
     xv, yv = to_float(splits.x_val), splits.y_val.ravel()
-    models = {k: keras.models.load_model(r / "model.keras") for k, r in runs.items()}
+    models = {k: load_model(r / "model.keras") for k, r in runs.items()}  # safe_mode; one-line errors
     ref = {k: m.predict(xv, batch_size=500, verbose=0) for k, m in models.items()}
     log(f"keras float val accuracy: tanhexp {(ref['tanhexp'].argmax(1) == yv).mean():.4f}, "
         f"relu {(ref['relu'].argmax(1) == yv).mean():.4f}")
@@ -366,4 +409,6 @@ def print_table(rows, extra, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from train.quietlog import native_logs_filtered
+    with native_logs_filtered():  # TensorFlow's native log lines would bury a one-line error
+        sys.exit(main())

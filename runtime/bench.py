@@ -7,12 +7,14 @@ bundle, bad manifest, damaged test split), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import numpy as np
 
+from runtime.bundle import FORMATS, KNOWN_MODES
 from runtime.errors import BenchError, one_line
-from runtime.fileio import atomic_path, write_json
+from runtime.fileio import atomic_path, check_writable, write_json
 from runtime.measure import BenchConfig, run_bench
 from runtime.progress import progress
 from runtime.table import bench_summary
@@ -41,13 +43,26 @@ def _seconds(s: str) -> float:
         v = float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {s}")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0: {s}")
     return v
 
 
-def _names(s: str) -> list[str]:
-    return [x for x in s.split(",") if x]
+def _names(known):
+    def parse(s: str) -> list[str]:
+        names = [x for x in s.split(",") if x]
+        bad = [x for x in names if x not in known]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, bad or [s]))}; choose from {', '.join(known)}")
+        return names
+    return parse
+
+
+def _save(option: str, path: str, write) -> None:
+    try:
+        write()
+    except OSError as e:  # e.g. the disk filled up: atomic writes keep the earlier file as it was
+        raise BenchError(f"cannot write {option} {path}: {e.strerror or one_line(e)}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", metavar="NPZ", help="with --model: test images x (uint8 NHWC) "
                       "and labels y; without it, synthetic images (latency only)")
     what.add_argument("--reference", metavar="NPZ", help="with --model: reference probs for agreement")
-    what.add_argument("--formats", type=_names, action="extend", metavar="F[,F]",
+    what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), action="extend", metavar="F[,F]",
                       help="only these formats (tflite, onnx)")
-    what.add_argument("--modes", type=_names, action="extend", metavar="M[,M]",
+    what.add_argument("--modes", type=_names(KNOWN_MODES), action="extend", metavar="M[,M]",
                       help="only these modes (float32, float16, dynamic, int8, qat)")
     what.add_argument("--limit", type=_count(), metavar="N", help="only the first N test images")
 
@@ -98,12 +113,17 @@ def main(argv=None) -> int:
                       warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds, batch=a.batch,
                       isolate=not a.in_process, timeout=a.timeout, label=a.label)
     try:
+        for option, path in (("--json", a.json), ("--save-probs", a.save_probs)):
+            if path:  # now, not after minutes of measuring
+                _save(option, path, lambda: check_writable(path))
         result = run_bench(cfg, progress(not a.no_progress, lambda job: job.artifact.file))
         if a.json:
-            write_json(a.json, result.doc)
+            _save("--json", a.json, lambda: write_json(a.json, result.doc))
         if a.save_probs:
-            with atomic_path(a.save_probs) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **result.probs)
+            def probs():
+                with atomic_path(a.save_probs) as tmp, open(tmp, "wb") as f:
+                    np.savez(f, **result.probs)
+            _save("--save-probs", a.save_probs, probs)
     except BenchError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -114,7 +134,11 @@ def main(argv=None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     print(bench_summary(result.doc))
-    return 1 if any(r["error"] for r in result.doc["rows"]) else 0
+    failed = [r for r in result.doc["rows"] if r["error"]]
+    if failed:  # the table says which and why; stderr says that the run did not fully succeed
+        print(f"error: {len(failed)} of {len(result.doc['rows'])} model(s) failed; first: "
+              f"{failed[0]['file']}: {failed[0]['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

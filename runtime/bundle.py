@@ -101,7 +101,9 @@ def load_bundle(directory: str | os.PathLike) -> Inputs:
         raise BenchError(f"no manifest.json in {bundle} (is it a bundle from `python -m export`?)")
     try:
         manifest = json.loads(mpath.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except OSError as e:
+        raise BenchError(f"cannot read {mpath}: {e.strerror or one_line(e)}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BenchError(f"{mpath}: not valid JSON: {one_line(e)}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         got = manifest.get("schema") if isinstance(manifest, dict) else type(manifest).__name__

@@ -6,6 +6,7 @@ export/ may import from here, never the other way round.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -43,6 +44,28 @@ def atomic_path(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise OSError now if `path` cannot be written later by `atomic_path`: it is a folder,
+    or its folder is read-only, not a folder, or cannot be created. Leaves nothing behind.
+    The error's strerror is the reason alone ("Read-only file system"), for the caller to
+    prefix with what it was writing. A full disk still shows only when the bytes are written;
+    atomic_path then keeps the earlier file as it was."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "it is a folder", str(path))
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{existing} is not a folder", str(path))
+    if existing == path.parent:  # the real test: make (and remove) a file where the rename will happen
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot create folders in {existing}", str(path))
 
 
 def write_bytes(path, data: bytes) -> None:

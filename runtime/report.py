@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 from runtime.errors import BenchError, one_line
 from runtime.fileio import write_text
-from runtime.schema import BENCH_SCHEMA
+from runtime.schema import BENCH_SCHEMA, ROW_FIELDS
 from runtime.table import markdown_table
 
 ACTS = ("relu", "tanhexp")
+REQUIRED = ("file", "format", "accuracy", "agreement_ref", "max_abs_diff_ref", "latency_ms_p50")  # read as r[key]
 
 
 def load_results(paths) -> list[dict]:
@@ -27,14 +30,34 @@ def load_results(paths) -> list[dict]:
             doc = json.loads(p.read_text())
         except FileNotFoundError:
             raise BenchError(f"result file not found: {p}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except OSError as e:
+            raise BenchError(f"cannot read {p}: {e.strerror or one_line(e)}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BenchError(f"{p}: not valid JSON: {one_line(e)}") from None
         if not isinstance(doc, dict) or doc.get("schema") != BENCH_SCHEMA \
                 or not isinstance(doc.get("rows"), list):
             raise BenchError(f"{p}: not an {BENCH_SCHEMA} result (from python -m runtime.bench --json)")
+        for i, row in enumerate(doc["rows"]):
+            problem = _row_problem(row)
+            if problem:
+                raise BenchError(f"{p}: row {i}: {problem}")
         doc["_path"] = str(p)
         docs.append(doc)
     return docs
+
+
+def _row_problem(row) -> str | None:
+    """Why a row cannot be reported, or None. Keys added to the schema later may be missing."""
+    if not isinstance(row, dict):
+        return f"not an object but {type(row).__name__}"
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for k, v in row.items():
+        types = ROW_FIELDS.get(k, (None,))[0]
+        if types and v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+            return f"{k} is {type(v).__name__} {v!r}, expected {'/'.join(t.__name__ for t in types)}"
+    return None
 
 
 def merge(docs: list[dict]) -> list[dict]:
@@ -163,14 +186,27 @@ def write_report(paths, out_dir, with_plots: bool = True) -> Path:
     docs = load_results(paths)
     rows = merge(docs)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    plots = {}
-    if with_plots:
-        from runtime import plots as P  # matplotlib lives behind this import
-        plots = P.draw_all(rows, act_pairs(rows), float_deltas(rows), out)
-    path = out / "report.md"
-    write_text(path, render(docs, rows, plots))
-    return path
+    try:
+        # Made in a scratch folder inside `out`, renamed into place only once all of it is
+        # written: a full disk or a failing plot leaves an earlier report as it was.
+        with tempfile.TemporaryDirectory(prefix=".report-", dir=out) as tmp:
+            stage = Path(tmp)
+            plots = {}
+            if with_plots:
+                from runtime import plots as P  # matplotlib lives behind this import
+                plots = P.draw_all(rows, act_pairs(rows), float_deltas(rows), stage)
+            write_text(stage / "report.md", render(docs, rows, plots))
+            for f in sorted(stage.iterdir()):
+                os.replace(f, out / f.name)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return out / "report.md"
 
 
 def main(argv=None) -> int:
@@ -182,8 +218,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         path = write_report(a.results, a.out, not a.no_plots)
-    except (BenchError, OSError) as e:
+    except BenchError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # reading failed earlier, as a BenchError: this is the writing
+        print(f"error: cannot write the report to {a.out}: {e.strerror or one_line(e)}", file=sys.stderr)
         return 2
     print(path)
     return 0

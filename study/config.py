@@ -8,6 +8,9 @@ from study.convergence import DEFAULT_THRESHOLDS
 from train.config import ACT_NAMES, ARCH_NAMES, RECIPE_NAMES
 
 FORMAT_NAMES = ("tflite", "onnx")
+# Each format's modes, spelled out like train/config.py's names so that bad input fails before
+# anything heavy loads; tests/study check they match export.formats.FORMATS.
+MODES = {"tflite": ("float32", "float16", "dynamic", "int8", "qat"), "onnx": ("float32", "dynamic", "int8")}
 
 # Epochs per (arch, recipe) unless --epochs says otherwise. The seed recipe is the seed's 50;
 # ResNet-8 gets what fits MLPerf Tiny's "<= 60 minutes on this 2-core CPU" budget (~31 s/epoch idle).
@@ -43,9 +46,14 @@ class StudyConfig:
     deterministic: bool = False
 
     def __post_init__(self):
+        # Quick mode fills in what the user left at its default; an explicit value wins (and is
+        # validated like any other: `--quick --epochs 0` is an error, not silently one epoch).
         if self.quick:
+            defaults = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+                        for f in dataclasses.fields(self)}
             for k, v in QUICK.items():
-                setattr(self, k, list(v) if isinstance(v, tuple) else v)
+                if getattr(self, k) == defaults[k]:
+                    setattr(self, k, list(v) if isinstance(v, tuple) else v)
 
     def validate(self) -> None:
         for name, got, allowed in (("--acts", self.acts, ACT_NAMES), ("--archs", self.archs, ARCH_NAMES),
@@ -62,6 +70,11 @@ class StudyConfig:
                             ("--bench-limit", self.bench_limit, 1)):
             if v is not None and v < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {v}")
+        known = {m for f in self.formats for m in MODES[f]}
+        bad = [m for m in (self.modes or []) if m not in known]
+        if bad or self.modes == []:
+            raise ValueError(f"--modes: unknown or empty {bad or self.modes}; the formats {', '.join(self.formats)} "
+                             f"have {', '.join(sorted(known))}")
         if any(n < 1 for n in self.arch_seeds.values()):
             raise ValueError(f"--arch-seeds counts must be >= 1, got {self.arch_seeds}")
         if any(not 0 < t < 1 for t in self.thresholds):

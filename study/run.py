@@ -114,12 +114,29 @@ def bench_cmd(cfg: StudyConfig, run: Path, out: Path) -> list[str]:
     return cmd
 
 
+def preflight(cfg: StudyConfig) -> None:
+    """What would otherwise fail minutes in, inside a child command, checked now and said once:
+    the data path, the folders the study writes to. Nothing is written before this passes."""
+    from runtime.fileio import check_writable
+
+    if cfg.data and cfg.data not in ("shipped", "official") and not Path(cfg.data).exists():
+        raise ValueError(f"--data: no such file or folder: {cfg.data}")
+    for what, folder in (("--out", Path(cfg.out)), ("--runs-dir", runs_dir(cfg))):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{what}: {folder} is a file, not a folder")
+        try:
+            check_writable(folder / "config.json")
+        except OSError as e:
+            raise ValueError(f"{what}: cannot write into {folder}: {e.strerror or e}") from None
+
+
 def study(cfg: StudyConfig, log=sys.stderr) -> dict:
     """Run (or resume) every cell, then write study.json and report.md into cfg.out."""
     from study.collect import collect
     from study.report import write_report
 
     cfg.validate()
+    preflight(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_dict())

@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
 import sys
 
 
+FS_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, not argparse's usage dump
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse(argv=None):
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m train",
         description="Train a lightweight CIFAR-10 CNN. Defaults reproduce the seed experiment: "
                     "Adam, batch 100, 50 epochs, pixels/255, no augmentation. Rerunning the same "
@@ -44,6 +55,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     from train.config import RunExists, TrainConfig
+    from train.data import resolve
     from train.data.errors import DataError
 
     cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
@@ -52,16 +64,38 @@ def main(argv=None) -> int:
                       limit_train=args.limit_train, verbose=args.verbose)
     try:
         cfg.validate()  # before importing TensorFlow: bad input fails in milliseconds
+        resolve(cfg.data)  # a missing or unsupported data path, too
         from train.loop import train
         train(cfg)
     except (ValueError, DataError, RunExists, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever the message
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume after the last finished epoch", file=sys.stderr)
         return 130
+    except Exception as e:  # TensorFlow's own file errors, e.g. a full disk while checkpointing
+        msg = tf_io_error(e)
+        if msg is None:
+            raise
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
     return 0
 
 
+def tf_io_error(e: Exception) -> str | None:
+    """One line for a TensorFlow op that failed on a file-system error (a full disk or a file
+    size limit while checkpointing, a read-only folder); None for anything else, which keeps
+    its traceback (a bug must stay debuggable). TensorFlow maps these errnos to several error
+    classes (ResourceExhausted, OutOfRange, PermissionDenied), so the OS message decides."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(e, tf.errors.OpError):
+        return None
+    if not any(os.strerror(code) in e.message for code in FS_ERRNOS):
+        return None
+    return " ".join(re.sub(r"\{\{function_node [^}]*\}\}", "", e.message).split())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from train.quietlog import native_logs_filtered
+    with native_logs_filtered():  # TensorFlow's native log lines would bury a one-line error
+        sys.exit(main())

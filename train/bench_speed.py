@@ -88,9 +88,15 @@ def bench(act: str = "tanhexp", rounds: int = 20, chunk: int = 5000, data: str |
     }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, not argparse's usage dump
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.bench_speed", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m train.bench_speed", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--act", default="tanhexp", choices=("relu", "tanhexp"))
     p.add_argument("--rounds", type=int, default=20, help="timed rounds per method (after one warm-up)")
     p.add_argument("--chunk", type=int, default=5000, help="training images per round")
@@ -101,15 +107,37 @@ def main(argv=None) -> int:
     if a.rounds < 1 or a.chunk < 100 or (a.limit is not None and a.limit < 1):
         print("error: --rounds and --limit must be >= 1, --chunk >= 100", file=sys.stderr)
         return 2
-    r = bench(a.act, a.rounds, a.chunk, a.data, a.limit)
+    from runtime.fileio import check_writable
+    from train.data import DataError, resolve
+    try:
+        resolve(a.data)  # before TensorFlow loads: a wrong path or an unwritable --json fail at once
+        if a.json:
+            _writable(a.json, check_writable)
+        r = bench(a.act, a.rounds, a.chunk, a.data, a.limit)
+    except (DataError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
     r["command"] = "python -m train.bench_speed " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"{a.act}: seed fit {r['median_epoch_s']['seed_fit_numpy']:.2f} s/epoch, this trainer "
           f"{r['median_epoch_s']['ours']:.2f} s/epoch -> {r['speedup']:.2f}x "
           f"(paired per-round median {statistics.median(r['round_ratios']):.2f}x)")
     if a.json:
-        write_json(a.json, r)
+        try:
+            _writable(a.json, lambda path: write_json(path, r))
+        except OSError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     return 0
 
 
+def _writable(path, write) -> None:
+    try:
+        write(path)
+    except OSError as e:  # the message names the option, not a temporary file
+        raise OSError(f"cannot write --json {path}: {e.strerror or e}") from None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from train.quietlog import native_logs_filtered
+    with native_logs_filtered():  # TensorFlow's native log lines would bury a one-line error
+        sys.exit(main())

@@ -70,7 +70,8 @@ def test_run_level_problems_exit_2(tiny_bundle, bundle_copy, tmp_path):
     cli_error(run_cli("runtime.bench"), "--bundle")
     cli_error(bench("--bundle", tiny_bundle, "--threads", "0"), "--threads")
     cli_error(bench("--bundle", tiny_bundle, "--runs", "x"), "--runs")
-    cli_error(bench("--bundle", tiny_bundle, "--formats", "pt"), "nothing to benchmark")
+    cli_error(bench("--bundle", tiny_bundle, "--formats", "pt"), "--formats", "unknown 'pt'")
+    cli_error(bench("--bundle", tiny_bundle, "--modes", "qat"), "nothing to benchmark")
     cli_error(bench("--bundle", tiny_bundle, "--data", "x.npz"), "--data")
 
 

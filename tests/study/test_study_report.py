@@ -97,3 +97,20 @@ def test_ablation_reads_validation_only(tmp_path):
     assert rows["strong"]["last5_mean"] == pytest.approx(0.74) and rows["strong"]["best_epoch"] == 7
     assert rows["strong-no-bn"]["delta_vs_strong_pt"] == pytest.approx(-7.0)
     assert "99" not in markdown(list(rows.values()), "seed", "tanhexp", 0)  # test accuracy never shown
+
+
+def test_mode_names_match_export():
+    from export.formats import FORMATS
+    from study.config import MODES
+    assert {f: tuple(m) for f, m in FORMATS.items()} == MODES
+
+
+def test_quick_fills_defaults_only():
+    from study.config import StudyConfig
+    assert StudyConfig(quick=True).epochs == 1
+    cfg = StudyConfig(quick=True, epochs=0)
+    assert cfg.epochs == 0
+    with pytest.raises(ValueError, match="--epochs"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="--modes.*int4"):
+        StudyConfig(modes=["int4"]).validate()

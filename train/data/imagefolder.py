@@ -7,6 +7,7 @@ names ('../', absolute paths, links) can never write outside anything; links are
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -77,11 +78,27 @@ def _collect(items) -> tuple:
                  for a in (np.stack(out[split][0]), np.asarray(out[split][1], dtype=np.int64)))
 
 
+def _files(root: Path) -> list[Path]:
+    """Every file under root; an unreadable folder is an error (Path.rglob skips it silently,
+    which would turn it into a misleading 'no images for class ...')."""
+    def fail(e: OSError):
+        raise DataError(f"cannot read {e.filename}: {e.strerror}")
+    return [f for d, _, names in os.walk(root, onerror=fail) for f in (Path(d) / n for n in names) if f.is_file()]
+
+
+def _reader(f: Path):
+    def read():
+        try:
+            return f.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read {f}: {e.strerror}") from None
+    return read
+
+
 def read(path: str) -> tuple:
     p = Path(path)
     if p.is_dir():
-        files = [f for f in p.rglob("*") if f.is_file()]
-        return _collect((str(f.relative_to(p)), f.read_bytes) for f in files)
+        return _collect((str(f.relative_to(p)), _reader(f)) for f in _files(p))
     try:
         with tarfile.open(p, "r:*") as tf:
             items = []
