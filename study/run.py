@@ -139,6 +139,9 @@ def study(cfg: StudyConfig, log=sys.stderr) -> dict:
     preflight(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "study.json", "report.md", "curves.png", "precision.png", "latency.png"):
+        for stale in out.glob(f".{name}.*.tmp"):  # a killed study's half-written files (atomic_path's names)
+            stale.unlink(missing_ok=True)
     write_json(out / "config.json", cfg.to_dict())
     todo = cells(cfg)
     t0 = time.perf_counter()
