@@ -47,8 +47,20 @@ def prepare_out(out: Path) -> bool:
     return not existed
 
 
-def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log) -> dict:
-    """Convert, verify and measure one artifact; return its manifest entry (file in place)."""
+def remove_killed_leftovers(out: Path) -> None:
+    """Temporary files a killed export left (kill -9 skips atomic_path's cleanup), by the names
+    only an export writes. Exports into one folder run one at a time (manifest.json is read,
+    updated and rewritten), so none of these is still being written."""
+    from export.formats import FORMATS, file_name
+    names = [file_name(f, m) for f in FORMATS for m in FORMATS[f]]
+    for name in names + [bundle.MANIFEST, bundle.TEST, bundle.REFERENCE, bundle.CONFIG]:
+        for p in out.glob(f".{name}.*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log, before_commit=None) -> dict:
+    """Convert, verify and measure one artifact; return its manifest entry (file in place).
+    `before_commit(name)` runs after every check passed, just before the file is renamed in."""
     from export.formats import BATCH_DEPENDENT, FORMATS, READERS, file_name
     from export.parity import compare
     reader, name = READERS[fmt], file_name(fmt, mode)
@@ -66,6 +78,8 @@ def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log) 
             probs, used = reader.predict(tmp, splits.x_test, batch)
             parity = {**compare(probs, ref, splits.y_test), "batch": used}
             parity_s = time.perf_counter() - t1
+            if before_commit is not None:
+                before_commit(name)
     except ExportError as e:
         raise type(e)(f"{fmt}/{mode}: {e}") from e
     except Exception as e:  # converters raise anything from ConverterError to protobuf errors
@@ -90,6 +104,7 @@ def export(cfg: ExportConfig, log=_log) -> dict:
     out = Path(cfg.out) if cfg.out else run.dir / "export"
     manifest = bundle.read_existing(out, run) if (out / bundle.MANIFEST).exists() else None
     created = prepare_out(out)
+    remove_killed_leftovers(out)
     try:
         return _export(cfg, run, out, manifest, log)
     finally:
@@ -110,8 +125,16 @@ def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> di
     shared = False
     with tempfile.TemporaryDirectory(prefix="edgecnn-export-") as work:
         job = Job(cfg, run, model, splits, Path(work))
+
+        def unlist(name: str) -> None:
+            # Re-exporting replaces a listed file: unlist it first, so that at no instant (kill -9
+            # included) does the manifest name bytes it did not measure; a kill loses one entry.
+            if any(a.get("file") == name for a in manifest["artifacts"]):
+                manifest["artifacts"] = [a for a in manifest["artifacts"] if a.get("file") != name]
+                bundle.write(out, manifest)
+
         for mode in cfg.modes():
-            entry = export_one(job, cfg.format, mode, out, ref, splits, log)
+            entry = export_one(job, cfg.format, mode, out, ref, splits, log, before_commit=unlist)
             if not shared:  # only once something is worth indexing
                 bundle.write_shared(out, manifest, splits.x_test, splits.y_test, ref,
                                     {**cfg.to_dict(), "quant": cfg.modes(), "run": str(run.dir), "out": str(out)})

@@ -91,13 +91,18 @@ def tidy(model):
             return name
         return names.setdefault(name, f"t{len(names)}")
 
-    for init in g.initializer:
-        init.name = short(init.name)
+    # Names in order of first use by the nodes, initializers sorted by them: ORT's quantizers
+    # emit initializers (and name some) in set order, which follows Python's per-process string
+    # hashing; this makes two exports of one model byte-identical (docs/faults-kill.md).
     for i, n in enumerate(g.node):
         n.input[:] = [short(x) for x in n.input]
         n.output[:] = [short(x) for x in n.output]
         n.name = f"{n.op_type}_{i}"
         n.doc_string = ""
+    for init in g.initializer:
+        init.name = short(init.name)
+    rank = {v: i for i, v in enumerate(names.values())}
+    g.initializer.sort(key=lambda init: rank.get(init.name, -1))
     del g.value_info[:]
     g.doc_string = model.doc_string = ""
     for v in list(g.input) + list(g.output):

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -131,11 +132,30 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
             diff = {k: (v, cfg.to_dict()[k]) for k, v in old.to_dict().items()
                     if k not in TrainConfig.RESUME_FREE and v != cfg.to_dict()[k]}
             raise RunExists(f"{run} holds a different run (differs in {diff}); choose another --out")
-        if (run / "metrics.json").exists() and (run / "model.keras").exists():
-            return json.loads((run / "metrics.json").read_text())
-    elif run.exists() and any(run.iterdir()):
+    elif run.exists() and not run.is_dir():
+        raise RunExists(f"--out {run} is a file, not a folder")
+    elif run.exists() and any(p not in _killed_leftovers(run) for p in run.iterdir()):
         raise RunExists(f"{run} is not empty and has no config.json; choose another --out")
+    for p in _killed_leftovers(run):  # this run's folder, and nothing but the trainer writes these names
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if cfg_file.exists() and (run / "metrics.json").exists() and (run / "model.keras").exists():
+        return json.loads((run / "metrics.json").read_text())
     return None
+
+
+def _killed_leftovers(run: Path) -> list[Path]:
+    """The trainer's own temporary names, which a kill -9 leaves behind (it skips every cleanup):
+    atomic writes' .NAME.XXXX.tmp, save_model's .partial.keras, TensorFlow's half-saved
+    ckpt-N_temp/. A run killed while writing its first config.json must still resume, so these
+    do not make a folder "not empty"."""
+    if not run.is_dir():
+        return []
+    names = ("config.json", "history.csv", "metrics.json", "accuracy.png")
+    return ([p for n in names for p in run.glob(f".{n}.*.tmp")] + list(run.glob(".model.*.partial.keras"))
+            + list(run.glob("ckpt*/ckpt-*_temp")))
 
 
 def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
@@ -189,7 +209,12 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
 
         def save_ckpt(epoch):
             epoch_var.assign(epoch)
-            manager.save(checkpoint_number=epoch)
+            try:
+                manager.save(checkpoint_number=epoch)
+            except tf.errors.OpError:  # e.g. a full disk: no half-written checkpoint left behind
+                for partial in _ckpt_dir(run).glob("ckpt-*_temp"):
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise
 
         title = f"{cfg.arch} / {cfg.act} (seed {cfg.seed})"
         callbacks = [EpochLog(rows, run, save_ckpt, lambda r: plot_history(r, run / "accuracy.png", title)),

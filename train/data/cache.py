@@ -56,6 +56,10 @@ def cached(kind: str, path: str | None, reader, cache_dir=None):
         with atomic_path(f) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
+        # A killed run leaves its temporary file (kill -9 skips cleanup), as big as the cache.
+        # One still being written by a concurrent run only costs that run its (optional) write.
+        for stale in f.parent.glob(f".{f.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     except OSError as e:  # a read-only home must not stop training
         print(f"warning: could not write cache {f}: {e}", file=sys.stderr)
     return arrays, {**meta, "cache": str(f), "cache_hit": False, "decode_s": round(time.perf_counter() - t, 2)}
