@@ -55,8 +55,25 @@ def wanted_modes(cfg: StudyConfig, fmt: str) -> list[str]:
 
 # --- what is already done ---------------------------------------------------------------
 
-def trained(run: Path) -> bool:
-    return (run / "metrics.json").is_file() and (run / "model.keras").is_file()
+def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
+    """Finished, and finished as this study would have trained it: a run folder that holds a
+    different run (other epochs, data or split) must stop the study, not join its statistics."""
+    if not ((run / "metrics.json").is_file() and (run / "model.keras").is_file()):
+        return False
+    try:
+        had = json.loads((run / "config.json").read_text())
+    except (OSError, ValueError):
+        raise StudyError(f"{run}: finished but its config.json is unreadable; move it away") from None
+    want = {"act": cell.act, "arch": cell.arch, "recipe": cell.recipe, "seed": cell.seed,
+            "epochs": cfg.epochs_for(cell.arch), "val_size": cfg.val_size, "limit_train": cfg.limit_train,
+            "data": cfg.data}
+    # Keys a run folder predates take the trainer's defaults, as TrainConfig.from_json reads them.
+    from train.config import TrainConfig
+    defaults = TrainConfig().to_dict()
+    diff = {k: (had.get(k, defaults[k]), v) for k, v in want.items() if had.get(k, defaults[k]) != v}
+    if diff:
+        raise StudyError(f"{run} holds a different run (run vs study: {diff}); choose another --runs-dir")
+    return True
 
 
 def missing_modes(run: Path, fmt: str, modes: list[str]) -> list[str]:
@@ -148,7 +165,7 @@ def study(cfg: StudyConfig, log=sys.stderr) -> dict:
     for i, cell in enumerate(todo, 1):
         run = runs_dir(cfg) / cell.name
         print(f"[{i}/{len(todo)}] {cell.name}", file=log, flush=True)
-        if trained(run):
+        if trained(cfg, cell, run):
             print("  train: done", file=log)
         else:
             _run(f"training {cell.name}", train_cmd(cfg, cell, run), log)

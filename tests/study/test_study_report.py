@@ -114,3 +114,19 @@ def test_quick_fills_defaults_only():
         cfg.validate()
     with pytest.raises(ValueError, match="--modes.*int4"):
         StudyConfig(modes=["int4"]).validate()
+
+
+def test_study_refuses_a_finished_run_of_another_recipe(tmp_path):
+    from study.config import StudyConfig
+    from study.run import Cell, StudyError, trained
+
+    run = tmp_path / "seed-tanhexp-s0"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"x")
+    (run / "config.json").write_text(json.dumps({"act": "tanhexp", "arch": "seed", "seed": 0, "epochs": 50}))
+    cell = Cell("seed", "seed", "tanhexp", 0)
+    assert trained(StudyConfig(), cell, run)  # keys the run predates ("recipe") take train's defaults
+    with pytest.raises(StudyError, match="epochs"):
+        trained(StudyConfig(epochs=7), cell, run)
+    assert not trained(StudyConfig(), cell, tmp_path / "absent")
