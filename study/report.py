@@ -27,14 +27,20 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+def _pyplot():
+    # Imported on first plot, headless: the report is written on servers and in CI.
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def _groups(results):
     return sorted({(c["arch"], c["recipe"]) for c in results["cells"]})
 
 
 def plot_curves(results, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     groups = _groups(results)
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False, layout="constrained")
     for ax, (arch, recipe) in zip(axes[0], groups):
@@ -56,9 +62,7 @@ def plot_curves(results, path: Path) -> None:
 
 
 def plot_precision(results, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     groups = _groups(results)
     acc = results["summary"]["accuracy"]
     fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3.4 * len(groups)), squeeze=False, layout="constrained")
@@ -85,9 +89,7 @@ def plot_precision(results, path: Path) -> None:
 
 
 def plot_latency(results, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     markers = {"float32": "o", "float16": "s", "dynamic": "D", "int8": "^", "qat": "v"}
     seen = set()
