@@ -64,6 +64,9 @@ def parse(argv=None):
     m.add_argument("--quick", action="store_true",
                    help="300 training images, 1 epoch, float32+int8 only, short bench: checks the pipeline, not the science")
     m.add_argument("--deterministic", action="store_true", help="pass --deterministic to training")
+    m.add_argument("--mixed-precision", action="store_true",
+                   help="pass --mixed-precision to the runs still to train (bfloat16 on a CPU with it); "
+                        "finished runs are reused whatever their precision, and the report says which")
     return p.parse_args(argv)
 
 
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
               arch_seeds=dict(args.arch_seeds), epochs=args.epochs, formats=args.formats, modes=args.modes,
               data=args.data, runs_dir=args.runs_dir, out=args.out, calib_size=args.calib_size,
               qat_epochs=args.qat_epochs, bench_runs=args.bench_runs, threads=args.threads,
-              val_size=args.val_size, quick=args.quick, deterministic=args.deterministic)
+              val_size=args.val_size, quick=args.quick, deterministic=args.deterministic,
+              mixed_precision=args.mixed_precision)
     if args.thresholds:
         kw["thresholds"] = args.thresholds
     try:

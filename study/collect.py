@@ -62,6 +62,8 @@ def cell_record(cell, run: Path, bench: Path, thresholds) -> dict:
         "arch": cell.arch, "recipe": cell.recipe, "act": cell.act, "seed": cell.seed, "run": str(run),
         "train": {k: metrics.get(k) for k in ("test_accuracy", "best_val_accuracy", "best_val_epoch", "epochs",
                                               "wall_time_s", "images_per_s", "params", "trained_on")},
+        # Runs from before train recorded it were all float32.
+        "precision": metrics.get("precision", "float32"),
         "history": [{"epoch": int(r["epoch"]), "val_accuracy": r.get("val_accuracy"),
                      "accuracy": r.get("accuracy"), "seconds": r.get("seconds")} for r in rows],
         "convergence": convergence(rows, thresholds),

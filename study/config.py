@@ -44,6 +44,7 @@ class StudyConfig:
     val_size: int = 5000
     quick: bool = False
     deterministic: bool = False
+    mixed_precision: bool = False       # train what is still untrained with --mixed-precision
 
     def __post_init__(self):
         # Quick mode fills in what the user left at its default; an explicit value wins (and is

@@ -133,6 +133,15 @@ def _gaps(rows, acts) -> str:
     return "Gap of the Keras mean: " + "; ".join(parts) + "." if parts else ""
 
 
+def _precisions(results) -> str:
+    """Which policy each (arch, recipe) group trained under (bfloat16 runs: issue 2 shows they
+    reach the float32 runs' accuracy), so a mixed group is visible, not hidden."""
+    seen = defaultdict(set)
+    for c in results["cells"]:
+        seen[(c["arch"], c["recipe"])].add(c.get("precision", "float32"))
+    return "; ".join(f"{arch}/{recipe} {', '.join(sorted(p))}" for (arch, recipe), p in sorted(seen.items()))
+
+
 def markdown(results) -> str:
     s = results["summary"]
     cfg = results["config"]
@@ -144,6 +153,7 @@ def markdown(results) -> str:
              f"Cells: archs {cfg['archs']}, recipes {cfg['recipes']}, activations {cfg['acts']}, "
              f"seeds {cfg['seeds']} (per arch: {cfg['arch_seeds'] or 'same'}), formats {cfg['formats']}"
              + (" — QUICK MODE: figures meaningless" if cfg["quick"] else "") + ".", "",
+             "Training precision: " + _precisions(results) + ".", "",
              "![validation curves](curves.png)", "",
              "## Test accuracy per precision (%, mean ± std over seeds, 95 % t-interval half-width)", ""]
     for arch, recipe in _groups(results):

@@ -71,6 +71,14 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     from train.config import TrainConfig
     defaults = TrainConfig().to_dict()
     diff = {k: (had.get(k, defaults[k]), v) for k, v in want.items() if had.get(k, defaults[k]) != v}
+    # The recipe's settings, where the run recorded them (older runs did not): a recipe whose
+    # definition changed since the run was trained is a different recipe.
+    import dataclasses
+
+    from train.recipes import recipe_of
+    now = dataclasses.asdict(recipe_of(TrainConfig(recipe=cell.recipe)))
+    if "recipe_settings" in had and had["recipe_settings"] != now:
+        diff["recipe_settings"] = (had["recipe_settings"], now)
     if diff:
         raise StudyError(f"{run} holds a different run (run vs study: {diff}); choose another --runs-dir")
     return True
@@ -115,6 +123,8 @@ def train_cmd(cfg: StudyConfig, cell: Cell, run: Path) -> list[str]:
         cmd += ["--data", cfg.data]
     if cfg.deterministic:
         cmd += ["--deterministic"]
+    if cfg.mixed_precision:
+        cmd += ["--mixed-precision"]
     return cmd
 
 

@@ -33,17 +33,18 @@ def tanhexp(x):
 # exp and tanh instead of differentiating op by op. Same function, same gradient (tested).
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _fused_forward(x):
-    return tanhexp(x)
+    return tf.cast(tanhexp(tf.cast(x, tf.float32)), x.dtype)
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _fused_backward(x, dy):
-    c = tf.cast(EXP_BOUND, x.dtype)
+    dtype, x, dy = x.dtype, tf.cast(x, tf.float32), tf.cast(dy, tf.float32)
+    c = tf.constant(EXP_BOUND, tf.float32)
     e = tf.math.exp(tf.minimum(x, c))
     t = tf.math.tanh(e)
     # d/dx x*tanh(e^x) = tanh(e^x) + x * sech^2(e^x) * e^x; past the bound the exponent is
     # constant, so only tanh(e^c) (== 1) remains, exactly as autodiff of the bounded form.
-    return dy * (t + tf.where(x < c, x * (1 - t * t) * e, tf.zeros_like(x)))
+    return tf.cast(dy * (t + tf.where(x < c, x * (1 - t * t) * e, tf.zeros_like(x))), dtype)
 
 
 @tf.custom_gradient

@@ -23,10 +23,12 @@ from runtime.provenance import provenance
 
 
 def bench(act: str = "tanhexp", rounds: int = 20, chunk: int = 5000, data: str | None = None,
-          limit: int | None = None, batch_size: int = 100, seed: int = 0) -> dict:
+          limit: int | None = None, batch_size: int = 100, seed: int = 0, mixed_precision: bool = False) -> dict:
+    import tensorflow as tf
     import tf_keras as keras
 
     from train.activations import tanhexp
+    from train.precision import cpu_flags, mixed_policy
     from train.config import TrainConfig
     from train.data import load
     from train.loop import train_dataset
@@ -36,12 +38,20 @@ def bench(act: str = "tanhexp", rounds: int = 20, chunk: int = 5000, data: str |
     x, y = (s.x_train[:limit], s.y_train[:limit]) if limit else (s.x_train, s.y_train)
     x_float = x.astype("float32") / 255.0  # what the seed fed to fit()
 
+    # What `train --mixed-precision` would pick here (an error where the hardware has none).
+    policy = mixed_policy(len(tf.config.list_logical_devices("GPU")), cpu_flags()) if mixed_precision else "float32"
+
     def model(seed_way: bool):
         keras.utils.set_random_seed(seed)
         plain = None
         if seed_way and act == "tanhexp":
             plain = lambda name=None: keras.layers.Activation(tanhexp, name=name)  # noqa: E731
-        m = build("seed", act, make_act=plain)
+        # Layers take the global policy when built: the seed's side is always float32.
+        keras.mixed_precision.set_global_policy("float32" if seed_way else policy)
+        try:
+            m = build("seed", act, make_act=plain, final_dtype="float32" if policy != "float32" else None)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
         m.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
         return m
 
@@ -80,7 +90,7 @@ def bench(act: str = "tanhexp", rounds: int = 20, chunk: int = 5000, data: str |
               f"ours {dts['ours']:.2f} s/epoch", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "act": act, "images": len(y), "batch_size": batch_size, "rounds": rounds, "round_images": steps * batch_size,
+        "act": act, "ours_precision": policy, "images": len(y), "batch_size": batch_size, "rounds": rounds, "round_images": steps * batch_size,
         "epoch_s": times, "median_epoch_s": med,
         "speedup": round(med["seed_fit_numpy"] / med["ours"], 3),
         "round_ratios": sorted(round(a / b, 3) for a, b in zip(times["seed_fit_numpy"], times["ours"])),
@@ -102,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=5000, help="training images per round")
     p.add_argument("--data", default=None)
     p.add_argument("--limit", type=int, default=None, help="first N training images")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="train ours as `train --mixed-precision` would (bfloat16 on this kind of CPU)")
     p.add_argument("--json", default=None, help="write the result here")
     a = p.parse_args(argv)
     if a.rounds < 1 or a.chunk < 100 or (a.limit is not None and a.limit < 1):
@@ -113,8 +125,8 @@ def main(argv=None) -> int:
         resolve(a.data)  # before TensorFlow loads: a wrong path or an unwritable --json fail at once
         if a.json:
             _writable(a.json, check_writable)
-        r = bench(a.act, a.rounds, a.chunk, a.data, a.limit)
-    except (DataError, OSError) as e:
+        r = bench(a.act, a.rounds, a.chunk, a.data, a.limit, mixed_precision=a.mixed_precision)
+    except (DataError, OSError, ValueError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     r["command"] = "python -m train.bench_speed " + " ".join(argv if argv is not None else sys.argv[1:])

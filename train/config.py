@@ -29,11 +29,12 @@ class TrainConfig:
     epochs: int = 50                # seed recipe: 50 epochs
     batch_size: int = 100           # seed recipe: batch 100 (global, across replicas)
     lr: float = 1e-3                # Adam's default, as the seed used it
+    weight_decay: float | None = None  # None: the recipe's; else AdamW's decoupled decay (x lr per step)
     seed: int = 0
     data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
     val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
     out: str | None = None          # run folder; default runs/<arch>-<act>-s<seed>
-    mixed_precision: bool = False   # mixed_float16 on GPU
+    mixed_precision: bool = False   # float16 on GPU, bfloat16 on CPUs with it (train.precision)
     deterministic: bool = False     # tf.config.experimental.enable_op_determinism()
     limit_train: int | None = None  # first N training images (quick runs, tests)
     verbose: int = 1                # 1: Keras progress bar, 2: a line per epoch, 0: silent
@@ -51,6 +52,8 @@ class TrainConfig:
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
             (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a finite number > 0, got {self.lr}"),
+            (self.weight_decay is None or (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
+             f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),

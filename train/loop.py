@@ -8,6 +8,7 @@ so that a resumed run sees exactly the batches an uninterrupted one would have.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -163,7 +164,8 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     from train.distribute import describe_devices, make_strategy
     from train.models import build
     from train.plots import plot_history
-    from train.recipes import RECIPES, optimizer
+    from train.precision import cpu_flags, mixed_policy
+    from train.recipes import RECIPES, optimizer, recipe_of
 
     cfg.validate()
     run = cfg.run_dir()
@@ -176,6 +178,9 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     if cfg.limit_train:
         data.x_train, data.y_train = data.x_train[:cfg.limit_train], data.y_train[:cfg.limit_train]
     print(data.describe(), file=sys.stderr)
+    # Decided before the run folder exists: a machine without fast low precision fails cleanly.
+    precision = mixed_policy(len(tf.config.list_logical_devices("GPU")), cpu_flags()) if cfg.mixed_precision \
+        else "float32"
     run.mkdir(parents=True, exist_ok=True)
 
     if cfg.deterministic:
@@ -187,18 +192,22 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
 
     policy = keras.mixed_precision.global_policy()
     if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(precision)
+        print(f"mixed precision: {precision}", file=sys.stderr)
     try:
         with strategy.scope():
             bn = RECIPES[cfg.recipe].batch_norm
             model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
                           final_dtype="float32" if cfg.mixed_precision else None,
                           **({} if bn is None else {"batch_norm": bn}))
-            opt = optimizer(RECIPES[cfg.recipe], cfg.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
+            opt = optimizer(recipe_of(cfg), cfg.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
-        write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source})
+        # The recipe's resolved settings too: a recipe name alone would let a run trained before the
+        # recipe changed pass for a run of the current one.
+        write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source,
+                                         "recipe_settings": dataclasses.asdict(recipe_of(cfg))})
         manager = tf.train.CheckpointManager(ckpt, str(_ckpt_dir(run)), max_to_keep=1)
         first = 0
         if manager.latest_checkpoint:
@@ -225,12 +234,19 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
             model.fit(train_dataset(data.x_train, data.y_train, cfg, first), epochs=cfg.epochs,
                       initial_epoch=first, steps_per_epoch=steps, validation_data=val,
                       callbacks=callbacks, verbose=cfg.verbose)
-        test_loss, test_acc = model.evaluate(eval_dataset(data.x_test, data.y_test, 500), verbose=0)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+    if cfg.mixed_precision:
+        # What is saved, tested and exported is the float32 model: the same (float32) variables
+        # in a graph without casts, so export and a device never see a mixed-precision policy.
+        twin = build(cfg.arch, cfg.act, num_classes=len(data.classes), **({} if bn is None else {"batch_norm": bn}))
+        twin.set_weights(model.get_weights())
+        twin.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy", ["accuracy"])
+        model = twin
+    test_loss, test_acc = model.evaluate(eval_dataset(data.x_test, data.y_test, 500), verbose=0)
 
     save_model(model, run / "model.keras")
-    metrics = summarize(rows, cfg, data, float(test_acc), float(test_loss), where, name, model.count_params())
+    metrics = summarize(rows, cfg, data, float(test_acc), float(test_loss), where, name, model.count_params(), precision)
     write_json(run / "metrics.json", metrics)
     print(f"{run}: test accuracy {test_acc:.4f}, best val {metrics['best_val_accuracy']} at epoch "
           f"{metrics['best_val_epoch']}, {metrics['wall_time_s']:.0f} s", file=sys.stderr)
@@ -247,7 +263,7 @@ def _ckpt_dir(run: Path) -> Path:
     return run / "ckpt"
 
 
-def summarize(rows, cfg, data, test_acc, test_loss, where, strategy, params) -> dict:
+def summarize(rows, cfg, data, test_acc, test_loss, where, strategy, params, precision="float32") -> dict:
     vals = [r.get("val_accuracy", float("nan")) for r in rows]
     best = int(np.nanargmax(vals)) if rows and not all(math.isnan(v) for v in vals) else None
     secs = sum(r["seconds"] for r in rows)
@@ -258,7 +274,7 @@ def summarize(rows, cfg, data, test_acc, test_loss, where, strategy, params) -> 
         "final_val_accuracy": None if not rows or best is None else round(vals[-1], 6),
         "epochs": len(rows), "wall_time_s": round(secs, 2),
         "images_per_s": round(len(data.y_train) * len(rows) / secs, 1) if secs else None,
-        "params": params, "trained_on": where, "strategy": strategy,
+        "params": params, "trained_on": where, "strategy": strategy, "precision": precision,
         "data": data.source, "arch": cfg.arch, "act": cfg.act, "seed": cfg.seed,
         **provenance(),
     }

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import tensorflow as tf
-import tf_keras as keras
+# TensorFlow is imported inside the functions that need it: the study reads the registry to
+# check a finished run's recipe without loading TensorFlow.
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,17 @@ ABLATIONS = {
 RECIPES.update({f"strong-{k}": replace(RECIPES["strong"], **v) for k, v in ABLATIONS.items()})
 
 
+def recipe_of(cfg) -> Recipe:
+    """The run's recipe: the registry's, with the config's overrides (a validation sweep's)."""
+    recipe = RECIPES[cfg.recipe]
+    if getattr(cfg, "weight_decay", None) is not None:
+        recipe = replace(recipe, weight_decay=cfg.weight_decay)
+    return recipe
+
+
 def optimizer(recipe: Recipe, lr: float, total_steps: int):
+    import tf_keras as keras
+
     rate = lr
     if recipe.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
@@ -52,6 +62,8 @@ def augment(x: tf.Tensor, seed: tf.Tensor, crop: bool = True) -> tf.Tensor:
     """Per-image random crop (pad 4) and flip of a float NHWC batch, stateless: the same
     (run seed, epoch, batch) always gives the same augmentation, so a resumed run is the
     uninterrupted run."""
+    import tensorflow as tf
+
     b = tf.shape(x)[0]
     s1, s2, s3 = (tf.random.experimental.stateless_split(seed, 3)[i] for i in range(3))
     flip = tf.random.stateless_uniform([b], s3) < 0.5

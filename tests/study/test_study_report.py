@@ -32,6 +32,8 @@ def records():
         rs.append(_record("seed", "seed", "relu", s, r, r - 0.010))  # 1.0 pt int8 drop: must be flagged
         rs.append(_record("seed", "strong", "tanhexp", s, t + 0.05, t + 0.05, ops={"CONV_2D": 2, "MUL": 4}))
         rs.append(_record("seed", "strong", "relu", s, r + 0.05, r + 0.05, val=(0.4, 0.5, 0.55)))
+        for r_ in rs[-2:]:
+            r_["precision"] = "mixed_bfloat16"
     return rs
 
 
@@ -61,6 +63,7 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
     assert "68.49" in md and "69.13" in md          # the seed's published figures beside ours
     assert "3 lose more than 0.5 points" in md
     assert "NOT FOLDED: seed-strong-tanhexp-s0" in md
+    assert "Training precision: seed/seed float32; seed/strong mixed_bfloat16." in md
     write_report(results, tmp_path)
     for name in ("report.md", "curves.png", "precision.png", "latency.png"):
         assert (tmp_path / name).stat().st_size > 1000
@@ -130,3 +133,26 @@ def test_study_refuses_a_finished_run_of_another_recipe(tmp_path):
     with pytest.raises(StudyError, match="epochs"):
         trained(StudyConfig(epochs=7), cell, run)
     assert not trained(StudyConfig(), cell, tmp_path / "absent")
+
+
+def test_study_refuses_a_run_of_a_recipe_since_redefined(tmp_path):
+    import dataclasses
+
+    from study.config import StudyConfig
+    from study.run import Cell, StudyError, train_cmd, trained
+    from train.recipes import RECIPES
+
+    run = tmp_path / "seed-strong-tanhexp-s0"
+    run.mkdir()
+    (run / "metrics.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"x")
+    now = dataclasses.asdict(RECIPES["strong"])
+    cfg = {"act": "tanhexp", "arch": "seed", "recipe": "strong", "seed": 0, "epochs": 50, "recipe_settings": now}
+    (run / "config.json").write_text(json.dumps(cfg))
+    cell = Cell("seed", "strong", "tanhexp", 0)
+    assert trained(StudyConfig(), cell, run)
+    (run / "config.json").write_text(json.dumps({**cfg, "recipe_settings": {**now, "weight_decay": 123.0}}))
+    with pytest.raises(StudyError, match="recipe_settings"):
+        trained(StudyConfig(), cell, run)
+    assert "--mixed-precision" in train_cmd(StudyConfig(mixed_precision=True), cell, run)
+    assert "--mixed-precision" not in train_cmd(StudyConfig(), cell, run)

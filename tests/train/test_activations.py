@@ -54,6 +54,28 @@ def test_layer_under_mixed_precision_has_finite_gradients():
     assert np.isfinite(tape.gradient(y, x).numpy()).all()
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_layer_under_mixed_precision_matches_numpy_to_its_precision(policy):
+    # The fused kernels compute in float32 whatever the compute dtype (XLA's CPU bfloat16
+    # exp/tanh are slow), so the only error is the rounding of input and output.
+    layer = TanhExp(dtype=policy)
+    x = np.linspace(-8, 8, 2001)
+    eps = {"mixed_float16": 2.0 ** -10, "mixed_bfloat16": 2.0 ** -7}[policy]
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt)
+        y32 = tf.cast(y, tf.float32)
+    assert y.dtype == layer.compute_dtype
+    xr = tf.cast(tf.cast(xt, layer.compute_dtype), tf.float64).numpy()  # the input as the layer sees it
+    ref = tanhexp_numpy(xr)
+    np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), ref, rtol=eps, atol=eps * 1e-2)
+    g = tape.gradient(y32, xt).numpy()
+    e = np.exp(np.minimum(xr, 3.0))
+    gref = np.tanh(e) + np.where(xr < 3, xr * e / np.cosh(e) ** 2, 0)
+    np.testing.assert_allclose(g, gref, rtol=4 * eps, atol=4 * eps)
+
+
 @pytest.mark.parametrize("act", ["relu", "tanhexp"])
 def test_saved_model_reloads_safely_and_predicts_identically(tmp_path, act):
     m = build("seed", act)

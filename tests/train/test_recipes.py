@@ -37,3 +37,19 @@ def test_ablations_take_out_one_ingredient_each():
         if name.startswith("strong-"):
             diff = [f for f in strong.__dataclass_fields__ if getattr(recipe, f) != getattr(strong, f)]
             assert len(diff) == 1, (name, diff)
+
+
+def test_weight_decay_override_changes_only_the_decay():
+    import pytest
+
+    from train.config import TrainConfig
+    from train.recipes import recipe_of
+    assert recipe_of(TrainConfig(recipe="strong")) == RECIPES["strong"]
+    r = recipe_of(TrainConfig(recipe="strong", weight_decay=0.05))
+    assert r.weight_decay == 0.05 and r.augment and r.schedule == "cosine"
+    opt = optimizer(recipe_of(TrainConfig(recipe="seed", weight_decay=0.01)), 1e-3, 10)
+    assert type(opt).__name__ == "AdamW" and abs(float(opt.weight_decay) - 0.01) < 1e-9
+    assert type(optimizer(recipe_of(TrainConfig(recipe="strong", weight_decay=0.0)), 1e-3, 10)).__name__ == "Adam"
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="--weight-decay"):
+            TrainConfig(weight_decay=bad).validate()
