@@ -29,8 +29,8 @@ def parse(argv=None):
     m.add_argument("--arch", default="seed", help="architecture (registry in train/models.py)")
     r = p.add_argument_group("recipe")
     r.add_argument("--recipe", default="seed",
-                   help="seed: the published recipe as it was; strong: crop+flip augmentation, cosine "
-                        "learning rate, AdamW weight decay (train/recipes.py)")
+                   help="seed: the published recipe as it was; strong: crop+flip augmentation, batch norm, "
+                        "cosine learning rate; strong-*: its ablations (train/recipes.py)")
     r.add_argument("--epochs", type=int, default=50)
     r.add_argument("--batch-size", type=int, default=100, help="global batch, split across replicas")
     r.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")

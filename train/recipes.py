@@ -2,8 +2,12 @@
 lightweight recipe (augmentation, a learning-rate schedule, weight decay). One registry, so
 the trainer has no if-chains about recipes.
 
-The strong recipe's settings are untuned starting points: the validation runs that justify
-(or revise) each of them are issue 5's and not done yet. None may be chosen on the test split.
+Every ingredient of `strong` was kept or dropped on the validation split (5,000 training images
+held out; the test split is never read to choose): `python -m study.ablation` tabulates the
+runs, docs/results.md section 6 has the table. Weight decay was tried and dropped: AdamW at
+5e-4 (x lr = 5e-7 per step, a no-op), none, and 0.05 gave 74.38 / 74.76 / 74.60 % validation
+(TanhExp, seed 0), all within seed noise: with augmentation this 42k-parameter net underfits
+(train accuracy ~72 % < validation), so a regularizer has nothing to fix.
 """
 from __future__ import annotations
 
@@ -24,17 +28,18 @@ class Recipe:
 
 RECIPES = {
     "seed": Recipe(),
-    "strong": Recipe(augment=True, schedule="cosine", weight_decay=5e-4, batch_norm=True),
+    "strong": Recipe(augment=True, schedule="cosine", batch_norm=True),
 }
 
-# The strong recipe with one ingredient taken out (or weakened): the validation runs that
-# justify each ingredient (docs/results.md, "strong recipe ablation"). Names in train/config.py.
+# The strong recipe with one ingredient taken out (or weakened), or, for the one that
+# validation rejected, put back: the runs that justify each choice (docs/results.md, "strong
+# recipe ablation"). Names in train/config.py.
 ABLATIONS = {
     "no-augment": dict(augment=False),
     "flip-only": dict(crop=False),
     "no-bn": dict(batch_norm=None),
     "constant-lr": dict(schedule="constant"),
-    "no-wd": dict(weight_decay=0.0),
+    "wd": dict(weight_decay=0.05),  # AdamW, decoupled: 0.05 x lr per step
 }
 RECIPES.update({f"strong-{k}": replace(RECIPES["strong"], **v) for k, v in ABLATIONS.items()})
 

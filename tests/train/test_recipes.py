@@ -19,8 +19,9 @@ def test_augment_is_a_seeded_crop_and_flip():
 
 def test_recipes_build_their_optimizers():
     assert type(optimizer(RECIPES["seed"], 1e-3, 100)).__name__ == "Adam"
-    opt = optimizer(RECIPES["strong"], 1e-3, 100)
-    assert type(opt).__name__ == "AdamW" and opt.weight_decay == RECIPES["strong"].weight_decay
+    assert type(optimizer(RECIPES["strong"], 1e-3, 100)).__name__ == "Adam"  # weight decay: dropped on validation
+    opt = optimizer(RECIPES["strong-wd"], 1e-3, 100)
+    assert type(opt).__name__ == "AdamW" and opt.weight_decay == RECIPES["strong-wd"].weight_decay > 0
 
 
 def test_flip_only_augment_never_shifts():
