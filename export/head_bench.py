@@ -1,6 +1,6 @@
 """Does a finer int8 grid for the logits fix int8's tied outputs? A measured experiment.
 
-    python -m export.head_bench --run runs/seed-relu-s0 --floors -4,-8 --json docs/results/head-relu.json
+    python -m export.head_bench --run runs/seed-relu-s0 --floors=-4,-8 --json docs/results/head-relu.json
 
 Why: a third of int8's top-1 disagreements with Keras are exact ties of the int8 output
 (`python -m runtime.agreement`): the final dense layer's int8 output spans the calibrated
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.head_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="run folder with model.keras")
-    p.add_argument("--floors", default="-4,-8", help="logit floors f to try (comma-separated, < 0)")
+    p.add_argument("--floors", default="-4,-8", help="logit floors f to try, comma-separated; write --floors=-4,-8 (with =: they start with a minus)")
     p.add_argument("--json", default=None, help="write the rows here")
     a = p.parse_args(argv)
     try:
