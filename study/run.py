@@ -7,6 +7,7 @@ so the study resumes by asking each stage whether its output is complete and ski
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -73,8 +74,6 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     diff = {k: (had.get(k, defaults[k]), v) for k, v in want.items() if had.get(k, defaults[k]) != v}
     # The recipe's settings, where the run recorded them (older runs did not): a recipe whose
     # definition changed since the run was trained is a different recipe.
-    import dataclasses
-
     from train.recipes import recipe_of
     now = dataclasses.asdict(recipe_of(TrainConfig(recipe=cell.recipe)))
     if "recipe_settings" in had and had["recipe_settings"] != now:
