@@ -12,34 +12,18 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from faults.kill_targets import synthetic  # noqa: F401  (test modules import it from here)
+from faults.kill_targets import write_imagefolder as _write_imagefolder
 
 REPO = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST, VAL = 240, 80, 40  # per split, all 10 classes; val carved from train
 CALIB = 40
 
 
-def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each class a distinct tint plus noise: learnable in a few epochs, so int8 vs float
-    agreement measures something."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 10
-    tint = np.random.default_rng(7).uniform(30, 225, (10, 3))
-    x = tint[y][:, None, None, :] + rng.normal(0, 30, (n, 32, 32, 3))
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8), y.astype(np.int64)
-
-
 def write_imagefolder(root: Path) -> Path:
-    from PIL import Image
-
-    from train.data import CLASSES
-    for split, (x, y) in (("train", synthetic(N_TRAIN, 1)), ("test", synthetic(N_TEST, 2))):
-        for i, (img, lab) in enumerate(zip(x, y)):
-            d = root / split / CLASSES[lab]
-            d.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(d / f"{i:04d}.png")
-    return root
+    return _write_imagefolder(root, N_TRAIN, N_TEST)
 
 
 def make_run(run: Path, data: Path, act: str, epochs: int) -> Path:
