@@ -19,6 +19,13 @@ def _arch_seeds(s: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected ARCH=N, got {s!r}") from None
 
 
+def _arch_recipes(s: str) -> tuple[str, list[str]]:
+    arch, sep, names = s.partition("=")
+    if not (sep and arch and _names(names)):
+        raise argparse.ArgumentTypeError(f"expected ARCH=R[,R], got {s!r}")
+    return arch, _names(names)
+
+
 def _names(s: str) -> list[str]:
     return [x for x in s.split(",") if x]
 
@@ -32,7 +39,7 @@ def parse(argv=None):
                     "with plots and OUT/study.json. Work already done is skipped, so rerunning after an "
                     "interruption continues where it stopped.",
         epilog="Example (the committed study): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
-               "--arch-seeds resnet8=1.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
+               "--arch-seeds resnet8=1 --arch-recipes resnet8=strong --mixed-precision.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c = p.add_argument_group("cells")
     c.add_argument("--acts", type=_names, default=["tanhexp", "relu"], metavar="A[,A]",
@@ -42,8 +49,10 @@ def parse(argv=None):
     c.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds 0..N-1 per cell (>= 3 for statistics)")
     c.add_argument("--arch-seeds", type=_arch_seeds, action="append", default=[], metavar="ARCH=N",
                    help="fewer (or more) seeds for one architecture, e.g. resnet8=1 (repeatable)")
+    c.add_argument("--arch-recipes", type=_arch_recipes, action="append", default=[], metavar="ARCH=R[,R]",
+                   help="other recipes for one architecture, e.g. resnet8=strong (repeatable)")
     c.add_argument("--epochs", type=int, default=None, metavar="N",
-                   help="epochs for every run (default: 50 for seed, 40 for resnet8)")
+                   help="epochs for every run (default: 50 for seed, 140 for resnet8)")
     d = p.add_argument_group("data and runs")
     d.add_argument("--data", default=None, help="as python -m train --data (default: the shipped JPEG CIFAR-10)")
     d.add_argument("--val-size", type=int, default=5000, metavar="N", help="validation images carved from train")
@@ -76,7 +85,7 @@ def main(argv=None) -> int:
     from study.run import StudyError, study
 
     kw = dict(acts=args.acts, archs=args.archs, recipes=args.recipes, seeds=args.seeds,
-              arch_seeds=dict(args.arch_seeds), epochs=args.epochs, formats=args.formats, modes=args.modes,
+              arch_seeds=dict(args.arch_seeds), arch_recipes=dict(args.arch_recipes), epochs=args.epochs, formats=args.formats, modes=args.modes,
               data=args.data, runs_dir=args.runs_dir, out=args.out, calib_size=args.calib_size,
               qat_epochs=args.qat_epochs, bench_runs=args.bench_runs, threads=args.threads,
               val_size=args.val_size, quick=args.quick, deterministic=args.deterministic,

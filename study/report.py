@@ -150,7 +150,8 @@ def markdown(results) -> str:
              f"Created {results['created']} on {results.get('device', {}).get('cpu', '?')} "
              f"({results.get('device', {}).get('cores', '?')} cores), git {(results.get('git_commit') or '?')[:12]}; "
              + ", ".join(f"{k} {v}" for k, v in ver.items()) + ".", "",
-             f"Cells: archs {cfg['archs']}, recipes {cfg['recipes']}, activations {cfg['acts']}, "
+             f"Cells: archs {cfg['archs']}, recipes {cfg['recipes']}"
+             + (f" (per arch: {cfg['arch_recipes']})" if cfg.get("arch_recipes") else "") + f", activations {cfg['acts']}, "
              f"seeds {cfg['seeds']} (per arch: {cfg['arch_seeds'] or 'same'}), formats {cfg['formats']}"
              + (" — QUICK MODE: figures meaningless" if cfg["quick"] else "") + ".", "",
              "Training precision: " + _precisions(results) + ".", "",

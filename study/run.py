@@ -39,7 +39,7 @@ class Cell:
 
 
 def cells(cfg: StudyConfig) -> list[Cell]:
-    return [Cell(arch, recipe, act, seed) for arch in cfg.archs for recipe in cfg.recipes
+    return [Cell(arch, recipe, act, seed) for arch in cfg.archs for recipe in cfg.recipes_for(arch)
             for seed in cfg.seeds_for(arch) for act in cfg.acts]
 
 

@@ -72,7 +72,9 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--acts", "tanhexp,gelu"], "--acts"), (["--seeds", "0"], "--seeds"), (["--recipes", "fancy"], "--recipes"),
-    (["--arch-seeds", "resnet8"], "ARCH=N"), (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
+    (["--arch-seeds", "resnet8"], "ARCH=N"), (["--arch-recipes", "resnet8"], "ARCH=R"),
+    (["--arch-recipes", "resnet8=fancy"], "--arch-recipes"), (["--arch-recipes", "vgg=strong"], "--arch-recipes"),
+    (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
 ])
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
     p = subprocess.run([sys.executable, "-m", "study", "--out", str(tmp_path / "s"), *argv],
@@ -156,3 +158,15 @@ def test_study_refuses_a_run_of_a_recipe_since_redefined(tmp_path):
         trained(StudyConfig(), cell, run)
     assert "--mixed-precision" in train_cmd(StudyConfig(mixed_precision=True), cell, run)
     assert "--mixed-precision" not in train_cmd(StudyConfig(), cell, run)
+
+
+def test_cells_follow_per_arch_recipes_and_seeds():
+    from study.config import StudyConfig
+    from study.run import cells
+    cfg = StudyConfig(archs=["seed", "resnet8"], recipes=["seed", "strong"], seeds=3,
+                      arch_seeds={"resnet8": 1}, arch_recipes={"resnet8": ["strong"]})
+    cfg.validate()
+    got = {c.name for c in cells(cfg)}
+    assert {c for c in got if c.startswith("resnet8")} == {"resnet8-strong-tanhexp-s0", "resnet8-strong-relu-s0"}
+    assert len(got) == 2 * 2 * 3 + 2
+    assert cfg.epochs_for("resnet8") == 140 and cfg.epochs_for("seed") == 50
