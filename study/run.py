@@ -76,7 +76,9 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     # definition changed since the run was trained is a different recipe.
     from train.recipes import recipe_of
     now = dataclasses.asdict(recipe_of(TrainConfig(recipe=cell.recipe)))
-    if "recipe_settings" in had and had["recipe_settings"] != now:
+    # Settings added to Recipe since a run was trained take their defaults (what it ran with).
+    from train.recipes import Recipe
+    if "recipe_settings" in had and {**dataclasses.asdict(Recipe()), **had["recipe_settings"]} != now:
         diff["recipe_settings"] = (had["recipe_settings"], now)
     if diff:
         raise StudyError(f"{run} holds a different run (run vs study: {diff}); choose another --runs-dir")

@@ -14,7 +14,7 @@ from pathlib import Path
 ACT_NAMES = ("relu", "tanhexp")
 ARCH_NAMES = ("seed", "resnet8")
 RECIPE_NAMES = ("seed", "strong", "strong-no-augment", "strong-flip-only", "strong-no-bn", "strong-constant-lr",
-                "strong-wd")  # the last five: ablations of strong (train/recipes.py)
+                "strong-wd", "strong-sgd")  # strong-*: ablations and variants of strong (train/recipes.py)
 
 
 class RunExists(Exception):
@@ -28,7 +28,7 @@ class TrainConfig:
     recipe: str = "seed"            # registry key in train.recipes.RECIPES
     epochs: int = 50                # seed recipe: 50 epochs
     batch_size: int = 100           # seed recipe: batch 100 (global, across replicas)
-    lr: float = 1e-3                # Adam's default, as the seed used it
+    lr: float | None = None         # None: the recipe's (1e-3, Adam's default, as the seed used it)
     weight_decay: float | None = None  # None: the recipe's; else AdamW's decoupled decay (x lr per step)
     seed: int = 0
     data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
@@ -51,7 +51,7 @@ class TrainConfig:
             (self.arch in ARCH_NAMES, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCH_NAMES)}"),
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
             (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a finite number > 0, got {self.lr}"),
+            (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be a finite number > 0, got {self.lr}"),
             (self.weight_decay is None or (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
              f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
@@ -77,5 +77,14 @@ class TrainConfig:
     RESUME_FREE = ("verbose", "out")
 
     def same_run(self, other: "TrainConfig") -> bool:
-        a, b = self.to_dict(), other.to_dict()
+        a, b = self._resolved(), other._resolved()
         return all(a[k] == b[k] for k in a if k not in self.RESUME_FREE)
+
+    def _resolved(self) -> dict:
+        # --lr left at its default means the recipe's: a run saved with "lr": 0.001 (before the
+        # recipe carried it) is the same run as one asking for the recipe's 1e-3.
+        from train.recipes import RECIPES, recipe_of
+        d = self.to_dict()
+        if self.recipe in RECIPES:
+            d["lr"] = recipe_of(self).lr
+        return d

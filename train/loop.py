@@ -130,8 +130,8 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
         except (ValueError, TypeError) as e:
             raise RunExists(f"{cfg_file} is unreadable ({e}); move it away or choose another --out") from None
         if not old.same_run(cfg):
-            diff = {k: (v, cfg.to_dict()[k]) for k, v in old.to_dict().items()
-                    if k not in TrainConfig.RESUME_FREE and v != cfg.to_dict()[k]}
+            diff = {k: (v, cfg._resolved()[k]) for k, v in old._resolved().items()
+                    if k not in TrainConfig.RESUME_FREE and v != cfg._resolved()[k]}
             raise RunExists(f"{run} holds a different run (differs in {diff}); choose another --out")
     elif run.exists() and not run.is_dir():
         raise RunExists(f"--out {run} is a file, not a folder")
@@ -200,7 +200,8 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
             model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
                           final_dtype="float32" if cfg.mixed_precision else None,
                           **({} if bn is None else {"batch_norm": bn}))
-            opt = optimizer(recipe_of(cfg), cfg.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
+            recipe = recipe_of(cfg)
+            opt = optimizer(recipe, recipe.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)

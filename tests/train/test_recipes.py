@@ -37,7 +37,9 @@ def test_ablations_take_out_one_ingredient_each():
     for name, recipe in RECIPES.items():
         if name.startswith("strong-"):
             diff = [f for f in strong.__dataclass_fields__ if getattr(recipe, f) != getattr(strong, f)]
-            assert len(diff) == 1, (name, diff)
+            # strong-sgd swaps the optimizer, which comes with its own learning rate
+            assert diff == (["optimizer", "lr"] if name == "strong-sgd" else diff) and len(diff) in (1, 2), (name, diff)
+            assert len(diff) == 1 or name == "strong-sgd"
 
 
 def test_weight_decay_override_changes_only_the_decay():
@@ -54,3 +56,17 @@ def test_weight_decay_override_changes_only_the_decay():
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="--weight-decay"):
             TrainConfig(weight_decay=bad).validate()
+
+
+def test_strong_sgd_and_the_recipe_learning_rate():
+    from train.config import TrainConfig
+    from train.recipes import recipe_of
+    r = recipe_of(TrainConfig(recipe="strong-sgd"))
+    assert (r.optimizer, r.lr, r.augment, r.batch_norm, r.schedule) == ("sgd", 0.1, True, True, "cosine")
+    opt = optimizer(r, r.lr, 100)
+    assert type(opt).__name__ == "SGD" and opt.nesterov and abs(float(opt.momentum) - 0.9) < 1e-9
+    assert recipe_of(TrainConfig(recipe="strong-sgd", lr=0.05)).lr == 0.05
+    assert recipe_of(TrainConfig(recipe="strong")).lr == 1e-3
+    # a run saved before the recipe carried its lr ("lr": 0.001) resumes under the default --lr
+    assert TrainConfig(recipe="strong", lr=1e-3).same_run(TrainConfig(recipe="strong"))
+    assert not TrainConfig(recipe="strong", lr=1e-2).same_run(TrainConfig(recipe="strong"))
