@@ -43,6 +43,9 @@ def parse(argv=None):
     q.add_argument("--per-tensor", action="store_true", help="ONNX int8: per-tensor instead of per-channel weights")
     o = p.add_argument_group("onnx")
     o.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (13..18)")
+    o.add_argument("--onnx-calib-percentile", type=float, default=None, metavar="P",
+                   help="ONNX int8: activation ranges from the P-th percentile of the calibration values "
+                        "(e.g. 99.99) instead of their min/max (docs/results.md section 6: helps ResNet-8)")
     t = p.add_argument_group("quantization-aware training (--quant qat)")
     t.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs on the run's training split")
     t.add_argument("--qat-lr", type=float, default=1e-4, metavar="LR", help="Adam learning rate")
@@ -63,7 +66,8 @@ def main(argv=None) -> int:
         return 2
     cfg = ExportConfig(format=args.format, quant=quant, run=args.run, out=args.out,
                        calib_size=args.calib_size, calib_seed=args.calib_seed,
-                       per_channel=not args.per_tensor, opset=args.opset, qat_epochs=args.qat_epochs,
+                       per_channel=not args.per_tensor, opset=args.opset,
+                       onnx_calib_percentile=args.onnx_calib_percentile, qat_epochs=args.qat_epochs,
                        qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size,
                        parity_batch=args.parity_batch)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable

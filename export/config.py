@@ -24,6 +24,7 @@ class ExportConfig:
     calib_seed: int = 0
     per_channel: bool = True               # ONNX static int8: per-channel weight scales
     opset: int = 17
+    onnx_calib_percentile: float | None = None  # ONNX static int8: None -> min/max ranges, else this percentile
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
     qat_batch_size: int = 100
@@ -50,6 +51,8 @@ class ExportConfig:
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),
             (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
+            (self.onnx_calib_percentile is None or 50 < self.onnx_calib_percentile <= 100,
+             f"--onnx-calib-percentile must be in (50, 100], got {self.onnx_calib_percentile}"),
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
             (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),
