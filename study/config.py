@@ -29,7 +29,7 @@ class StudyConfig:
     recipes: list = field(default_factory=lambda: ["seed", "strong"])
     seeds: int = 3                      # seeds 0..N-1 per cell
     arch_seeds: dict = field(default_factory=dict)   # e.g. {"resnet8": 1}
-    arch_recipes: dict = field(default_factory=dict)  # e.g. {"resnet8": ["strong"]}
+    arch_recipes: dict = field(default_factory=dict)  # e.g. {"resnet8": ["strong-sgd"]}
     epochs: int | None = None           # None: DEFAULT_EPOCHS[arch]
     formats: list = field(default_factory=lambda: list(FORMAT_NAMES))
     modes: list | None = None           # None: every mode of each format

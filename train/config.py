@@ -77,10 +77,10 @@ class TrainConfig:
     RESUME_FREE = ("verbose", "out")
 
     def same_run(self, other: "TrainConfig") -> bool:
-        a, b = self._resolved(), other._resolved()
+        a, b = self.resolved(), other.resolved()
         return all(a[k] == b[k] for k in a if k not in self.RESUME_FREE)
 
-    def _resolved(self) -> dict:
+    def resolved(self) -> dict:
         # --lr left at its default means the recipe's: a run saved with "lr": 0.001 (before the
         # recipe carried it) is the same run as one asking for the recipe's 1e-3.
         from train.recipes import RECIPES, recipe_of

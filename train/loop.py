@@ -130,8 +130,8 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
         except (ValueError, TypeError) as e:
             raise RunExists(f"{cfg_file} is unreadable ({e}); move it away or choose another --out") from None
         if not old.same_run(cfg):
-            diff = {k: (v, cfg._resolved()[k]) for k, v in old._resolved().items()
-                    if k not in TrainConfig.RESUME_FREE and v != cfg._resolved()[k]}
+            new = cfg.resolved()
+            diff = {k: (v, new[k]) for k, v in old.resolved().items() if k not in TrainConfig.RESUME_FREE and v != new[k]}
             raise RunExists(f"{run} holds a different run (differs in {diff}); choose another --out")
     elif run.exists() and not run.is_dir():
         raise RunExists(f"--out {run} is a file, not a folder")
