@@ -39,7 +39,7 @@ def parse(argv=None):
                     "with plots and OUT/study.json. Work already done is skipped, so rerunning after an "
                     "interruption continues where it stopped.",
         epilog="Example (the committed study): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
-               "--arch-seeds resnet8=1 --arch-recipes resnet8=strong --mixed-precision.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
+               "--arch-seeds resnet8=1 --arch-recipes resnet8=strong-sgd --mixed-precision.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c = p.add_argument_group("cells")
     c.add_argument("--acts", type=_names, default=["tanhexp", "relu"], metavar="A[,A]",
@@ -50,7 +50,7 @@ def parse(argv=None):
     c.add_argument("--arch-seeds", type=_arch_seeds, action="append", default=[], metavar="ARCH=N",
                    help="fewer (or more) seeds for one architecture, e.g. resnet8=1 (repeatable)")
     c.add_argument("--arch-recipes", type=_arch_recipes, action="append", default=[], metavar="ARCH=R[,R]",
-                   help="other recipes for one architecture, e.g. resnet8=strong (repeatable)")
+                   help="other recipes for one architecture, e.g. resnet8=strong-sgd (repeatable)")
     c.add_argument("--epochs", type=int, default=None, metavar="N",
                    help="epochs for every run (default: 50 for seed, 140 for resnet8)")
     d = p.add_argument_group("data and runs")
