@@ -14,7 +14,7 @@ from pathlib import Path
 ACT_NAMES = ("relu", "tanhexp")
 ARCH_NAMES = ("seed", "resnet8")
 RECIPE_NAMES = ("seed", "strong", "strong-no-augment", "strong-flip-only", "strong-no-bn", "strong-constant-lr",
-                "strong-wd", "strong-sgd")  # strong-*: ablations and variants of strong (train/recipes.py)
+                "strong-wd", "strong-sgd", "strong-sgd-reg")  # strong-*: ablations and variants of strong (train/recipes.py)
 
 
 class RunExists(Exception):

@@ -165,7 +165,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     from train.models import build
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
-    from train.recipes import RECIPES, optimizer, recipe_of
+    from train.recipes import RECIPES, loss, optimizer, recipe_of
 
     cfg.validate()
     run = cfg.run_dir()
@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
                           **({} if bn is None else {"batch_norm": bn}))
             recipe = recipe_of(cfg)
             opt = optimizer(recipe, recipe.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
-            model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
+            model.compile(opt, loss(recipe), ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
         # The recipe's resolved settings too: a recipe name alone would let a run trained before the
@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         # in a graph without casts, so export and a device never see a mixed-precision policy.
         twin = build(cfg.arch, cfg.act, num_classes=len(data.classes), **({} if bn is None else {"batch_norm": bn}))
         twin.set_weights(model.get_weights())
-        twin.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy", ["accuracy"])
+        twin.compile(keras.optimizers.Adam(), loss(recipe), ["accuracy"])  # test loss = the val loss's kind
         model = twin
     test_loss, test_acc = model.evaluate(eval_dataset(data.x_test, data.y_test, 500), verbose=0)
 

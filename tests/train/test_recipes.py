@@ -37,9 +37,11 @@ def test_ablations_take_out_one_ingredient_each():
     for name, recipe in RECIPES.items():
         if name.startswith("strong-"):
             diff = [f for f in strong.__dataclass_fields__ if getattr(recipe, f) != getattr(strong, f)]
-            # strong-sgd swaps the optimizer, which comes with its own learning rate
-            want_two = name == "strong-sgd"
-            assert (diff == ["optimizer", "lr"]) if want_two else len(diff) == 1, (name, diff)
+            # strong-sgd swaps the optimizer, which comes with its own learning rate; strong-sgd-reg
+            # is strong-sgd regularized (label smoothing and weight decay)
+            want = {"strong-sgd": ["optimizer", "lr"],
+                    "strong-sgd-reg": ["weight_decay", "optimizer", "lr", "label_smoothing"]}.get(name)
+            assert (diff == want) if want else len(diff) == 1, (name, diff)
 
 
 def test_weight_decay_override_changes_only_the_decay():
@@ -70,3 +72,29 @@ def test_strong_sgd_and_the_recipe_learning_rate():
     # a run saved before the recipe carried its lr ("lr": 0.001) resumes under the default --lr
     assert TrainConfig(recipe="strong", lr=1e-3).same_run(TrainConfig(recipe="strong"))
     assert not TrainConfig(recipe="strong", lr=1e-2).same_run(TrainConfig(recipe="strong"))
+
+
+def test_label_smoothing_loss_matches_numpy_and_reloads():
+    import tf_keras as keras
+
+    from train.losses import SmoothedSparseCrossentropy
+    from train.recipes import loss
+    assert loss(RECIPES["strong-sgd"]) == "sparse_categorical_crossentropy"
+    fn = loss(RECIPES["strong-sgd-reg"])
+    assert isinstance(fn, SmoothedSparseCrossentropy) and fn.smoothing == 0.1
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(10), size=64).astype(np.float32)
+    y = rng.integers(0, 10, size=(64, 1))
+    target = np.eye(10)[y[:, 0]] * 0.9 + 0.01
+    want = np.mean(-(target * np.log(p.astype(np.float64))).sum(1))
+    assert abs(float(fn(y, p)) - want) < 1e-5
+    # smoothing 0 is plain sparse cross-entropy
+    plain = keras.losses.sparse_categorical_crossentropy(y, p).numpy().mean()
+    assert abs(float(SmoothedSparseCrossentropy(0.0)(y, p)) - plain) < 1e-6
+    again = keras.losses.deserialize(keras.losses.serialize(fn))
+    assert isinstance(again, SmoothedSparseCrossentropy) and again.smoothing == 0.1
+
+
+def test_sgd_reg_recipe_decays_weights_decoupled():
+    opt = optimizer(RECIPES["strong-sgd-reg"], 0.1, 100)
+    assert type(opt).__name__ == "SGD" and opt.nesterov and abs(float(opt.weight_decay) - 3e-3) < 1e-9
