@@ -64,6 +64,9 @@ def parse(argv=None):
     e.add_argument("--modes", type=_names, default=None, metavar="M[,M]", help="only these modes (default: all)")
     e.add_argument("--calib-size", type=int, default=500, metavar="N", help="int8 calibration images (training split)")
     e.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="quantization-aware fine-tuning epochs")
+    e.add_argument("--onnx-calib-percentile", type=float, default=None, metavar="P",
+                   help="ONNX int8 activation ranges at the P-th percentile of the calibration values "
+                        "(default: min/max); cells exported with other ranges are re-exported")
     e.add_argument("--bench-runs", type=int, default=300, metavar="N", help="timed single-image calls per model")
     e.add_argument("--threads", type=int, default=1, metavar="N", help="runtime threads in the bench")
     r = p.add_argument_group("report")
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
     kw = dict(acts=args.acts, archs=args.archs, recipes=args.recipes, seeds=args.seeds,
               arch_seeds=dict(args.arch_seeds), arch_recipes=dict(args.arch_recipes), epochs=args.epochs, formats=args.formats, modes=args.modes,
               data=args.data, runs_dir=args.runs_dir, out=args.out, calib_size=args.calib_size,
-              qat_epochs=args.qat_epochs, bench_runs=args.bench_runs, threads=args.threads,
+              qat_epochs=args.qat_epochs, onnx_calib_percentile=args.onnx_calib_percentile, bench_runs=args.bench_runs, threads=args.threads,
               val_size=args.val_size, quick=args.quick, deterministic=args.deterministic,
               mixed_precision=args.mixed_precision)
     if args.thresholds:

@@ -39,6 +39,7 @@ class StudyConfig:
     thresholds: list = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     calib_size: int = 500
     qat_epochs: int = 2
+    onnx_calib_percentile: float | None = None  # ONNX int8 ranges: None min/max, else this percentile
     bench_runs: int = 300
     bench_limit: int | None = None
     threads: int = 1
@@ -80,6 +81,9 @@ class StudyConfig:
         if bad or self.modes == []:
             raise ValueError(f"--modes: unknown or empty {bad or self.modes}; the formats {', '.join(self.formats)} "
                              f"have {', '.join(sorted(known))}")
+        p = self.onnx_calib_percentile
+        if p is not None and not 50 < p <= 100:
+            raise ValueError(f"--onnx-calib-percentile must be in (50, 100], got {p}")
         if any(n < 1 for n in self.arch_seeds.values()):
             raise ValueError(f"--arch-seeds counts must be >= 1, got {self.arch_seeds}")
         if any(not 0 < t < 1 for t in self.thresholds):
@@ -93,6 +97,11 @@ class StudyConfig:
 
     def epochs_for(self, arch: str) -> int:
         return self.epochs or DEFAULT_EPOCHS[arch]
+
+    def onnx_ranges(self) -> str:
+        """What an ONNX int8 manifest entry records as its calibration ranges (export/onnx.py)."""
+        p = self.onnx_calib_percentile
+        return "min/max" if p is None else f"percentile {p:g}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -84,15 +84,18 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     return True
 
 
-def missing_modes(run: Path, fmt: str, modes: list[str]) -> list[str]:
-    """Modes whose artifact is not in the manifest, or whose file is absent or altered."""
+def missing_modes(run: Path, fmt: str, modes: list[str], onnx_ranges: str = "min/max") -> list[str]:
+    """Modes whose artifact is not in the manifest, or whose file is absent or altered, or (ONNX
+    int8) was calibrated with other ranges than the study asks for: that one is re-exported."""
     try:
         manifest = json.loads((run / "export" / "manifest.json").read_text())
     except (OSError, ValueError):
         return list(modes)
     ok = {(a["format"], a["mode"]) for a in manifest.get("artifacts", [])
           if (run / "export" / a["file"]).is_file()
-          and sha256_file(run / "export" / a["file"]) == a["sha256"]}
+          and sha256_file(run / "export" / a["file"]) == a["sha256"]
+          and not (a["format"] == "onnx" and a["mode"] == "int8"
+                   and a.get("calibration", {}).get("ranges", "min/max") != onnx_ranges)}
     return [m for m in modes if (fmt, m) not in ok]
 
 
@@ -129,8 +132,11 @@ def train_cmd(cfg: StudyConfig, cell: Cell, run: Path) -> list[str]:
 
 
 def export_cmd(cfg: StudyConfig, run: Path, fmt: str, modes: list[str]) -> list[str]:
-    return [sys.executable, "-m", "export", "--format", fmt, "--quant", *modes, "--run", str(run),
-            "--calib-size", str(cfg.calib_size), "--qat-epochs", str(cfg.qat_epochs)]
+    cmd = [sys.executable, "-m", "export", "--format", fmt, "--quant", *modes, "--run", str(run),
+           "--calib-size", str(cfg.calib_size), "--qat-epochs", str(cfg.qat_epochs)]
+    if fmt == "onnx" and cfg.onnx_calib_percentile is not None:
+        cmd += ["--onnx-calib-percentile", f"{cfg.onnx_calib_percentile:g}"]
+    return cmd
 
 
 def bench_cmd(cfg: StudyConfig, run: Path, out: Path) -> list[str]:
@@ -180,7 +186,7 @@ def study(cfg: StudyConfig, log=sys.stderr) -> dict:
         else:
             _run(f"training {cell.name}", train_cmd(cfg, cell, run), log)
         for fmt in cfg.formats:
-            missing = missing_modes(run, fmt, wanted_modes(cfg, fmt))
+            missing = missing_modes(run, fmt, wanted_modes(cfg, fmt), cfg.onnx_ranges())
             if missing:
                 _run(f"export {fmt} of {cell.name}", export_cmd(cfg, run, fmt, missing), log)
             else:

@@ -75,6 +75,7 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
     (["--arch-seeds", "resnet8"], "ARCH=N"), (["--arch-recipes", "resnet8"], "ARCH=R"),
     (["--arch-recipes", "resnet8=fancy"], "--arch-recipes"), (["--arch-recipes", "vgg=strong"], "--arch-recipes"),
     (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
+    (["--onnx-calib-percentile", "30"], "--onnx-calib-percentile"),
 ])
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
     p = subprocess.run([sys.executable, "-m", "study", "--out", str(tmp_path / "s"), *argv],
@@ -170,3 +171,28 @@ def test_cells_follow_per_arch_recipes_and_seeds():
     assert {c for c in got if c.startswith("resnet8")} == {"resnet8-strong-tanhexp-s0", "resnet8-strong-relu-s0"}
     assert len(got) == 2 * 2 * 3 + 2
     assert cfg.epochs_for("resnet8") == 140 and cfg.epochs_for("seed") == 50
+
+
+def test_onnx_int8_with_other_ranges_is_re_exported(tmp_path):
+    import hashlib
+    import json
+
+    from study.config import StudyConfig
+    from study.run import export_cmd, missing_modes
+    exp = tmp_path / "run" / "export"
+    exp.mkdir(parents=True)
+    arts = []
+    for fmt, mode, ranges in (("onnx", "float32", None), ("onnx", "int8", "min/max"), ("tflite", "int8", None)):
+        f = exp / f"{mode}.{fmt}"
+        f.write_bytes(f"{fmt}{mode}".encode())
+        a = {"file": f.name, "format": fmt, "mode": mode, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+        arts.append({**a, "calibration": {"ranges": ranges}} if ranges else a)
+    (exp / "manifest.json").write_text(json.dumps({"artifacts": arts}))
+    run = tmp_path / "run"
+    pct = StudyConfig(onnx_calib_percentile=99.99)
+    assert missing_modes(run, "onnx", ["float32", "int8"], StudyConfig().onnx_ranges()) == []
+    assert missing_modes(run, "onnx", ["float32", "int8"], pct.onnx_ranges()) == ["int8"]
+    assert missing_modes(run, "tflite", ["int8"], pct.onnx_ranges()) == []  # TFLite has no such setting
+    assert export_cmd(pct, run, "onnx", ["int8"])[-2:] == ["--onnx-calib-percentile", "99.99"]
+    assert "--onnx-calib-percentile" not in export_cmd(pct, run, "tflite", ["int8"])
+    assert "--onnx-calib-percentile" not in export_cmd(StudyConfig(), run, "onnx", ["int8"])
