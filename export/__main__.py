@@ -50,6 +50,9 @@ def parse(argv=None):
     t.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs on the run's training split")
     t.add_argument("--qat-lr", type=float, default=1e-4, metavar="LR", help="Adam learning rate")
     t.add_argument("--qat-batch-size", type=int, default=100, metavar="N", help="QAT batch size")
+    t.add_argument("--qat-target", default="labels", choices=None, metavar="{labels,float}",
+                   help="what QAT fits: the training labels (default), or the float model's own outputs "
+                        "(self-distillation: the int8 model then agrees more with the float model)")
     m = p.add_argument_group("measurement")
     m.add_argument("--parity-batch", type=int, default=500, metavar="N", help="images per interpreter call for parity")
     return p.parse_args(argv)
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
                        calib_size=args.calib_size, calib_seed=args.calib_seed,
                        per_channel=not args.per_tensor, opset=args.opset,
                        onnx_calib_percentile=args.onnx_calib_percentile, qat_epochs=args.qat_epochs,
-                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size,
+                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size, qat_target=args.qat_target,
                        parity_batch=args.parity_batch)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     try:

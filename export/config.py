@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from export.errors import BadInput
 
 OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
+QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ExportConfig:
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
     qat_batch_size: int = 100
+    qat_target: str = "labels"             # what QAT fits: "labels", or "float" (the float model's outputs)
     parity_batch: int = 500                # images per interpreter call when the model allows a batch
     runs_root: str = "runs"                # where --run is looked for when omitted
 
@@ -56,6 +58,8 @@ class ExportConfig:
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
             (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),
+            (self.qat_target in QAT_TARGET_NAMES,
+             f"--qat-target must be one of {', '.join(QAT_TARGET_NAMES)}, got {self.qat_target!r}"),
             (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
         ]
         for ok, msg in checks:

@@ -30,7 +30,8 @@ def parse(argv=None):
     r = p.add_argument_group("recipe")
     r.add_argument("--recipe", default="seed",
                    help="seed: the published recipe as it was; strong: crop+flip augmentation, batch norm, "
-                        "cosine learning rate; strong-sgd: the same with SGD; other strong-*: its ablations (train/recipes.py)")
+                        "cosine learning rate; strong-sgd: the same with SGD; strong-sgd-reg: strong-sgd with label smoothing 0.1 "
+                        "and more weight decay; other strong-*: its ablations (train/recipes.py)")
     r.add_argument("--epochs", type=int, default=50)
     r.add_argument("--batch-size", type=int, default=100, help="global batch, split across replicas")
     r.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's, 1e-3 for Adam, 0.1 for strong-sgd)")

@@ -55,3 +55,31 @@ def test_fine_tune_reports_what_it_did(model, tanhexp_run):
     _, info = qat.fine_tune(model, splits, epochs=1, batch_size=50, verbose=0)
     assert info["epochs"] == 1 and info["train_images"] == len(splits.y_train)
     assert 0.0 <= info["final_val_accuracy"] <= 1.0
+
+
+def test_qat_target_names_match_the_registry():
+    from export import qat
+    from export.config import QAT_TARGET_NAMES
+    assert tuple(qat.QAT_TARGETS) == QAT_TARGET_NAMES
+
+
+def test_fine_tune_to_the_float_model(model, tanhexp_run):
+    import numpy as np
+
+    from export import qat
+    from export.run import load_splits, open_run, to_float
+    splits = load_splits(open_run(tanhexp_run))
+    targets, loss = qat.QAT_TARGETS["float"](model, splits.x_train, splits.y_train)
+    # the targets are the float model's own probabilities, not the labels
+    np.testing.assert_allclose(targets, model.predict(to_float(splits.x_train), verbose=0), atol=1e-5)
+    assert type(loss).__name__ == "KLDivergence"
+    _, info = qat.fine_tune(model, splits, epochs=1, batch_size=50, verbose=0, target="float")
+    assert info["target"] == "float" and "final_val_accuracy" not in info
+    assert 0.0 <= info["final_val_agreement"] <= 1.0 and 0.0 <= info["final_agreement"] <= 1.0
+
+
+def test_bad_qat_target_is_rejected():
+    from export.config import ExportConfig
+    from export.errors import BadInput
+    with pytest.raises(BadInput, match="--qat-target"):
+        ExportConfig(qat_target="teacher").validate()
