@@ -39,7 +39,7 @@ def parse(argv=None):
                     "with plots and OUT/study.json. Work already done is skipped, so rerunning after an "
                     "interruption continues where it stopped.",
         epilog="Example (the committed study): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
-               "--arch-seeds resnet8=1 --arch-recipes resnet8=strong-sgd --mixed-precision.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
+               "--arch-seeds resnet8=1 --arch-recipes resnet8=strong-sgd --mixed-precision --onnx-calib-percentile 99.99.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c = p.add_argument_group("cells")
     c.add_argument("--acts", type=_names, default=["tanhexp", "relu"], metavar="A[,A]",
