@@ -142,6 +142,14 @@ def _precisions(results) -> str:
     return "; ".join(f"{arch}/{recipe} {', '.join(sorted(p))}" for (arch, recipe), p in sorted(seen.items()))
 
 
+def _quantization(cfg: dict) -> str:
+    """How the int8 models were made: a study's figures depend on it (config.json has the rest)."""
+    pct = cfg.get("onnx_calib_percentile")  # studies written before the option: min/max
+    return (f"Quantization: int8 calibrated on {cfg.get('calib_size', 500)} training images; ONNX int8 "
+            f"activation ranges {'min/max' if pct is None else f'at the {pct:g}th percentile'}; "
+            f"QAT {cfg.get('qat_epochs', 2)} epochs.")
+
+
 def markdown(results) -> str:
     s = results["summary"]
     cfg = results["config"]
@@ -155,6 +163,7 @@ def markdown(results) -> str:
              f"seeds {cfg['seeds']} (per arch: {cfg['arch_seeds'] or 'same'}), formats {cfg['formats']}"
              + (" — QUICK MODE: figures meaningless" if cfg["quick"] else "") + ".", "",
              "Training precision: " + _precisions(results) + ".", "",
+             _quantization(cfg), "",
              "![validation curves](curves.png)", "",
              "## Test accuracy per precision (%, mean ± std over seeds, 95 % t-interval half-width)", ""]
     for arch, recipe in _groups(results):

@@ -64,6 +64,9 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
     assert "3 lose more than 0.5 points" in md
     assert "NOT FOLDED: seed-strong-tanhexp-s0" in md
     assert "Training precision: seed/seed float32; seed/strong mixed_bfloat16." in md
+    assert "ONNX int8 activation ranges min/max" in md  # a config from before the option
+    results["config"]["onnx_calib_percentile"] = 99.99
+    assert "ONNX int8 activation ranges at the 99.99th percentile" in markdown(results)
     write_report(results, tmp_path)
     for name in ("report.md", "curves.png", "precision.png", "latency.png"):
         assert (tmp_path / name).stat().st_size > 1000
