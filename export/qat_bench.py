@@ -19,7 +19,7 @@ import numpy as np
 
 
 def bench(run_dirs: list[str], epochs: int, lr: float, calib_size: int = 500) -> dict:
-    from export.lowering import lowered_copy
+    from export.lowering import choose, has_tanhexp, lowered_copy
     from export.lowering_bench import predict
     from export.qat import QAT_TARGETS, fine_tune, to_tflite_int8
     from export.run import calibration_sample, load_model, load_splits, open_run, to_float
@@ -30,8 +30,8 @@ def bench(run_dirs: list[str], epochs: int, lr: float, calib_size: int = 500) ->
     for run_dir in run_dirs:
         run = open_run(run_dir)
         model, splits = load_model(run.model_path), load_splits(run)
-        # The exporter's own int8 lowering (elu3 for TanhExp; nothing to lower for ReLU).
-        lowering = "elu3" if any(type(layer).__name__ == "TanhExp" for layer in model.layers) else None
+        # The exporter's own lowerings of TanhExp for int8 and for QAT (nothing to lower for ReLU).
+        low = {m: choose(m, "tflite") if has_tanhexp(model) else None for m in ("int8", "qat")}
         x_val = to_float(splits.x_val)
         ref = model.predict(x_val, batch_size=500, verbose=0).argmax(1)
         calib = to_float(calibration_sample(splits.x_train, calib_size, 0))
@@ -45,9 +45,9 @@ def bench(run_dirs: list[str], epochs: int, lr: float, calib_size: int = 500) ->
             print(f"{run.dir.name}: {name}: val agreement {100 * r['agreement_val']:.2f} %, accuracy "
                   f"{r['accuracy_change_val_pt']:+.2f} pt", file=sys.stderr, flush=True)
 
-        score("ptq int8", convert_int8(lowered_copy(model, lowering) if lowering else model, calib))
+        score("ptq int8", convert_int8(lowered_copy(model, low["int8"]) if low["int8"] else model, calib))
         for target in QAT_TARGETS:
-            q, info = fine_tune(model, splits, epochs, lr, lowering=lowering, calib=calib, verbose=0, target=target)
+            q, info = fine_tune(model, splits, epochs, lr, lowering=low["qat"], calib=calib, verbose=0, target=target)
             score(f"qat on {target}", to_tflite_int8(q, calib), info["seconds"])
     return {"split": "validation", "epochs": epochs, "lr": lr, "calibration": {"split": "train", "count": calib_size},
             "rows": rows, **provenance()}
