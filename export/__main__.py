@@ -50,7 +50,7 @@ def parse(argv=None):
     t.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs on the run's training split")
     t.add_argument("--qat-lr", type=float, default=1e-4, metavar="LR", help="Adam learning rate")
     t.add_argument("--qat-batch-size", type=int, default=100, metavar="N", help="QAT batch size")
-    t.add_argument("--qat-target", default="labels", choices=None, metavar="{labels,float}",
+    t.add_argument("--qat-target", default="labels", metavar="{labels,float}",
                    help="what QAT fits: the training labels (default), or the float model's own outputs "
                         "(self-distillation: the int8 model then agrees more with the float model)")
     m = p.add_argument_group("measurement")

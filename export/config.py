@@ -15,6 +15,18 @@ OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
 QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
 
+def onnx_ranges(percentile: float | None) -> str:
+    """How ONNX int8 activation ranges were calibrated, as the manifest records it (and as the
+    study compares it, to re-export a model calibrated otherwise)."""
+    return "min/max" if percentile is None else f"percentile {percentile:g}"
+
+
+def onnx_percentile_error(percentile: float | None) -> str | None:
+    if percentile is None or 50 < percentile <= 100:
+        return None
+    return f"--onnx-calib-percentile must be in (50, 100], got {percentile}"
+
+
 @dataclass
 class ExportConfig:
     format: str = "tflite"                 # key of export.formats.FORMATS
@@ -49,12 +61,12 @@ class ExportConfig:
                 raise BadInput(f"{why} {mode!r}; {self.format} supports {', '.join(supported)}")
         if len(set(self.quant)) != len(self.quant):
             raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
+        pct_error = onnx_percentile_error(self.onnx_calib_percentile)
         checks = [
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),
             (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
-            (self.onnx_calib_percentile is None or 50 < self.onnx_calib_percentile <= 100,
-             f"--onnx-calib-percentile must be in (50, 100], got {self.onnx_calib_percentile}"),
+            (pct_error is None, pct_error),
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
             (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
+from export.config import onnx_ranges
 from export.run import OFFSET, SCALE, io_description, layout_of
 
 SUFFIX = ".onnx"
@@ -201,7 +202,7 @@ def int8(job, out: Path) -> dict:
                     per_channel=job.cfg.per_channel, **ranges)
     _finish(tmp, out)
     return {**_extras(job, "int8"), "calibration": {**job.calibration_info(),
-                                                    "ranges": "min/max" if pct is None else f"percentile {pct:g}"},
+                                                    "ranges": onnx_ranges(pct)},
             "quantization_scheme": {"format": "QDQ", "activations": "int8", "weights": "int8",
                              "per_channel": job.cfg.per_channel}}
 

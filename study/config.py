@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from export.config import onnx_percentile_error, onnx_ranges
 from study.convergence import DEFAULT_THRESHOLDS
 from train.config import ACT_NAMES, ARCH_NAMES, RECIPE_NAMES
 
@@ -81,9 +82,9 @@ class StudyConfig:
         if bad or self.modes == []:
             raise ValueError(f"--modes: unknown or empty {bad or self.modes}; the formats {', '.join(self.formats)} "
                              f"have {', '.join(sorted(known))}")
-        p = self.onnx_calib_percentile
-        if p is not None and not 50 < p <= 100:
-            raise ValueError(f"--onnx-calib-percentile must be in (50, 100], got {p}")
+        bad = onnx_percentile_error(self.onnx_calib_percentile)
+        if bad:
+            raise ValueError(bad)
         if any(n < 1 for n in self.arch_seeds.values()):
             raise ValueError(f"--arch-seeds counts must be >= 1, got {self.arch_seeds}")
         if any(not 0 < t < 1 for t in self.thresholds):
@@ -100,8 +101,7 @@ class StudyConfig:
 
     def onnx_ranges(self) -> str:
         """What an ONNX int8 manifest entry records as its calibration ranges (export/onnx.py)."""
-        p = self.onnx_calib_percentile
-        return "min/max" if p is None else f"percentile {p:g}"
+        return onnx_ranges(self.onnx_calib_percentile)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
