@@ -38,6 +38,9 @@ def parse(argv=None):
     r.add_argument("--weight-decay", type=float, default=None,
                    help="override the recipe's decoupled (AdamW) weight decay; Keras multiplies it by "
                         "the learning rate each step (0: plain Adam)")
+    r.add_argument("--label-smoothing", type=float, default=None,
+                   help="override the recipe's label smoothing a: cross-entropy against (1 - a) one-hot + a / classes "
+                        "(0: none; the recipes' default except strong-sgd-reg's 0.1)")
     r.add_argument("--seed", type=int, default=0, help="weights init, shuffling and the validation split")
     d = p.add_argument_group("data")
     d.add_argument("--data", default=None,
@@ -64,7 +67,8 @@ def main(argv=None) -> int:
     from train.data.errors import DataError
 
     cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
+                      lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                      seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
                       mixed_precision=args.mixed_precision, deterministic=args.deterministic,
                       limit_train=args.limit_train, verbose=args.verbose)
     try:

@@ -30,6 +30,7 @@ class TrainConfig:
     batch_size: int = 100           # seed recipe: batch 100 (global, across replicas)
     lr: float | None = None         # None: the recipe's (1e-3, Adam's default, as the seed used it)
     weight_decay: float | None = None  # None: the recipe's; else AdamW's decoupled decay (x lr per step)
+    label_smoothing: float | None = None  # None: the recipe's; else the smoothing a of the loss, 0 <= a < 1
     seed: int = 0
     data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
     val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
@@ -54,6 +55,8 @@ class TrainConfig:
             (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be a finite number > 0, got {self.lr}"),
             (self.weight_decay is None or (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
              f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
+            (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
+             f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),
@@ -82,9 +85,11 @@ class TrainConfig:
 
     def resolved(self) -> dict:
         # --lr left at its default means the recipe's: a run saved with "lr": 0.001 (before the
-        # recipe carried it) is the same run as one asking for the recipe's 1e-3.
+        # recipe carried it) is the same run as one asking for the recipe's 1e-3. Label smoothing
+        # likewise: a run saved before the override existed is the recipe's.
         from train.recipes import RECIPES, recipe_of
         d = self.to_dict()
         if self.recipe in RECIPES:
             d["lr"] = recipe_of(self).lr
+            d["label_smoothing"] = recipe_of(self).label_smoothing  # likewise: absent = the recipe's
         return d

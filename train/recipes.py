@@ -66,6 +66,8 @@ def recipe_of(cfg) -> Recipe:
         recipe = replace(recipe, weight_decay=cfg.weight_decay)
     if getattr(cfg, "lr", None) is not None:
         recipe = replace(recipe, lr=cfg.lr)
+    if getattr(cfg, "label_smoothing", None) is not None:
+        recipe = replace(recipe, label_smoothing=cfg.label_smoothing)
     return recipe
 
 

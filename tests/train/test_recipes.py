@@ -98,3 +98,28 @@ def test_label_smoothing_loss_matches_numpy_and_reloads():
 def test_sgd_reg_recipe_decays_weights_decoupled():
     opt = optimizer(RECIPES["strong-sgd-reg"], 0.1, 100)
     assert type(opt).__name__ == "SGD" and opt.nesterov and abs(float(opt.weight_decay) - 3e-3) < 1e-9
+
+
+def test_label_smoothing_override_changes_only_the_loss():
+    from dataclasses import replace
+
+    import pytest
+
+    from train.__main__ import parse
+    from train.config import TrainConfig
+    from train.losses import SmoothedSparseCrossentropy
+    from train.recipes import loss, recipe_of
+    r = recipe_of(TrainConfig(recipe="strong-sgd", label_smoothing=0.1))
+    assert r == replace(RECIPES["strong-sgd"], label_smoothing=0.1)
+    fn = loss(r)
+    assert isinstance(fn, SmoothedSparseCrossentropy) and fn.smoothing == 0.1
+    # 0 turns the reg recipe's smoothing off: plain cross-entropy again
+    assert loss(recipe_of(TrainConfig(recipe="strong-sgd-reg", label_smoothing=0.0))) == "sparse_categorical_crossentropy"
+    # a run saved before the override existed (no key: None) is the recipe's, so it resumes;
+    # another smoothing is another run
+    assert TrainConfig(recipe="strong-sgd", label_smoothing=0.0).same_run(TrainConfig(recipe="strong-sgd"))
+    assert not TrainConfig(recipe="strong-sgd", label_smoothing=0.1).same_run(TrainConfig(recipe="strong-sgd"))
+    assert parse(["--label-smoothing", "0.2"]).label_smoothing == 0.2 and parse([]).label_smoothing is None
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="--label-smoothing"):
+            TrainConfig(label_smoothing=bad).validate()
