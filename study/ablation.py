@@ -24,12 +24,18 @@ def _val(run: Path) -> dict | None:
         return None
     if not vals:
         return None
-    last5 = vals[-5:]
     try:
         planned = int(json.loads((run / "config.json").read_text())["epochs"])
     except (OSError, KeyError, ValueError, TypeError):
         planned = len(vals)
-    return {"epochs": len(vals), "planned_epochs": planned, "finished": (run / "metrics.json").is_file(), "final": vals[-1], "last5_mean": sum(last5) / len(last5), "best": max(vals),
+    return {"epochs": len(vals), "planned_epochs": planned, "finished": (run / "metrics.json").is_file(),
+            **val_summary(vals)}
+
+
+def val_summary(vals: list[float]) -> dict:
+    """The last, best and mean-of-the-last-5 validation accuracy: the mean shrugs off one lucky epoch."""
+    last5 = vals[-5:]
+    return {"final": vals[-1], "last5_mean": sum(last5) / len(last5), "best": max(vals),
             "best_epoch": vals.index(max(vals)) + 1}
 
 
