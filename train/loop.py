@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from runtime.fileio import write_json, write_text
-from runtime.provenance import provenance
+from runtime.provenance import git_commit, provenance
 from train.config import RunExists, TrainConfig
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -168,6 +168,9 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     from train.recipes import RECIPES, loss, optimizer, recipe_of
 
     cfg.validate()
+    # The code that trains is the checkout's now: the commit at the end (in provenance) can differ
+    # when the checkout moves on during an hour-long run.
+    commit_at_start = git_commit()
     run = cfg.run_dir()
     done = _prepare_run_dir(cfg, run)
     if done is not None:
@@ -248,6 +251,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
 
     save_model(model, run / "model.keras")
     metrics = summarize(rows, cfg, data, float(test_acc), float(test_loss), where, name, model.count_params(), precision)
+    metrics["git_commit_at_start"] = commit_at_start  # of this process: a resumed run started earlier
     write_json(run / "metrics.json", metrics)
     print(f"{run}: test accuracy {test_acc:.4f}, best val {metrics['best_val_accuracy']} at epoch "
           f"{metrics['best_val_epoch']}, {metrics['wall_time_s']:.0f} s", file=sys.stderr)

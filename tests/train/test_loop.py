@@ -44,8 +44,9 @@ def test_run_folder_contents(tmp_path, tiny_folder):
         assert (run / f).exists(), f
     saved = json.loads((run / "metrics.json").read_text())
     for key in ("test_accuracy", "best_val_accuracy", "best_val_epoch", "epochs", "wall_time_s",
-                "images_per_s", "trained_on", "versions", "git_commit", "device", "data"):
+                "images_per_s", "trained_on", "versions", "git_commit", "git_commit_at_start", "device", "data"):
         assert key in saved, key
+    assert saved["git_commit_at_start"] == saved["git_commit"]  # nothing moved the checkout meanwhile
     assert saved["epochs"] == 2 and m["params"] == 42_442
     assert json.loads((run / "config.json").read_text())["act"] == "relu"
     assert _history(run) == [1, 2]
