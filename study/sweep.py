@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import sys
@@ -31,9 +32,9 @@ def _read(run: Path) -> tuple[dict, list[dict]]:
     from train.config import TrainConfig
     try:
         raw = json.loads((run / "config.json").read_text())
-        cfg = TrainConfig.from_json(run / "config.json")
+        cfg = TrainConfig.from_dict(raw)
         hist = _history(run)
-        settings = _settings(cfg, raw)
+        settings = _settings(cfg)
         planned = int(cfg.epochs)
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise NotAValidationRun(f"{run}: {e.__class__.__name__}: {e}") from None
@@ -44,7 +45,7 @@ def _read(run: Path) -> tuple[dict, list[dict]]:
             "val_split": [cfg.val_size, cfg.seed, (raw.get("data_source") or {}).get("sha256")]}, hist
 
 
-def _settings(cfg, raw: dict) -> dict:
+def _settings(cfg) -> dict:
     """What was trained: the recipe as resolved (its registry values with this run's --lr,
     --weight-decay, --label-smoothing), and the config's other fields, less what changes nothing."""
     from train.recipes import RECIPES, recipe_of
@@ -56,10 +57,11 @@ def _settings(cfg, raw: dict) -> dict:
     return {**rest, **recipe}
 
 
-def row(run: Path, base: dict | None = None) -> dict:
-    info, hist = _read(run)
-    settings = info["settings"]
-    diff = {} if base is None else {k: v for k, v in settings.items() if base["settings"].get(k) != v}
+def row(run: Path, base: dict | None = None, read: tuple[dict, list[dict]] | None = None) -> dict:
+    """One run's figures; `base` is the baseline's `_read` info (None: this is the baseline), `read`
+    this run's own if the caller has it already."""
+    info, hist = read or _read(run)
+    diff = {} if base is None else {k: v for k, v in info["settings"].items() if base["settings"].get(k) != v}
     vals = [r["val_accuracy"] for r in hist]
     secs = [r["seconds"] for r in hist if "seconds" in r]
     return {
@@ -68,13 +70,14 @@ def row(run: Path, base: dict | None = None) -> dict:
         "train_last5": sum(r["accuracy"] for r in hist[-5:]) / len(hist[-5:]) if "accuracy" in hist[0] else None,
         "median_epoch_s": statistics.median(secs) if secs else None, "minutes": sum(secs) / 60 if secs else None,
         "val_split": info["val_split"],
-        "curve": [[round(sum(secs[:i + 1]) / 60, 3), v] for i, v in enumerate(vals)] if len(secs) == len(vals) else [],
+        "curve": [[round(t / 60, 3), v] for t, v in zip(itertools.accumulate(secs), vals)] if len(secs) == len(vals) else [],
     }
 
 
 def sweep(runs: list[Path], baseline: Path) -> list[dict]:
-    base_info, _ = _read(baseline)
-    base = row(baseline)
+    base_read = _read(baseline)
+    base_info = base_read[0]
+    base = row(baseline, read=base_read)
     seen = {baseline.resolve()}
     rows = [base]
     for r in runs:

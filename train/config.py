@@ -70,7 +70,11 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path) -> "TrainConfig":
-        d = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, d) -> "TrainConfig":
+        """A saved config.json's object; keys this version does not know (data_source...) are dropped."""
         if not isinstance(d, dict):
             raise ValueError(f"not a JSON object: {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
