@@ -12,6 +12,7 @@ comparison can be read off one figure.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import itertools
 import json
@@ -27,13 +28,23 @@ class NotAValidationRun(ValueError):
     """The folder has no readable config.json / history.csv, or no validation split to compare on."""
 
 
+def _files(run: Path) -> tuple[Path, Path]:
+    """A run folder's config.json and history.csv, or the copies of them in the results record
+    (RECORD.config.json and RECORD.history.csv, e.g. docs/results/train-NAME): run folders are not
+    committed, so a committed sweep reruns from a fresh clone only on the record's copies."""
+    if run.is_dir():
+        return run / "config.json", run / "history.csv"
+    return run.with_name(run.name + ".config.json"), run.with_name(run.name + ".history.csv")
+
+
 def _read(run: Path) -> tuple[dict, list[dict]]:
-    from study.collect import _history
     from train.config import TrainConfig
+    config, history = _files(run)
     try:
-        raw = json.loads((run / "config.json").read_text())
+        raw = json.loads(config.read_text())
         cfg = TrainConfig.from_dict(raw)
-        hist = _history(run)
+        with open(history, newline="") as f:
+            hist = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
         settings = _settings(cfg)
         planned = int(cfg.epochs)
     except (OSError, ValueError, TypeError, KeyError) as e:
@@ -148,8 +159,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.sweep", description=__doc__.split("\n\n")[0],
                                 epilog="Example: python -m study.sweep runs/resnet8-strong-sgd-b250-relu-s0 "
                                        "--baseline runs/resnet8-strong-sgd-relu-s0 --plot sweep.png")
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders of the variants")
-    p.add_argument("--baseline", type=Path, required=True, help="the run folder the variants are compared with")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                   help="run folders of the variants, or results records: PATH for PATH.config.json and "
+                        "PATH.history.csv (e.g. docs/results/train-NAME)")
+    p.add_argument("--baseline", type=Path, required=True,
+                   help="the run folder (or results record) the variants are compared with")
     o = p.add_argument_group("output")
     o.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the rows as JSON")
     o.add_argument("--plot", type=Path, default=None, metavar="PATH",

@@ -127,3 +127,25 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, case):
     assert cap.out == ""  # no table either: all outputs or none
     assert not (tmp_path / "out" / "s.json").exists()
     assert not (tmp_path / "out").exists() or [p.name for p in (tmp_path / "out").iterdir()] in ([], ["s.png"])
+
+
+def test_results_record_copies_stand_in_for_run_folders(tmp_path):
+    """Run folders are not committed: RECORD.config.json + RECORD.history.csv (the results record's
+    copies) give the same row as the folder they were copied from."""
+    base = _run(tmp_path, "base", [0.5, 0.6, 0.7], [10, 10, 10])
+    var = _run(tmp_path, "var", [0.6, 0.7, 0.8], [12, 12, 12], batch_size=64)
+    rec = tmp_path / "record"
+    rec.mkdir()
+    for run in (base, var):
+        for name in ("config.json", "history.csv"):
+            (rec / f"train-{run.name}.{name}").write_bytes((run / name).read_bytes())
+    from_folders = sweep([var], base)
+    from_record = sweep([rec / "train-var"], rec / "train-base")
+    assert [r["run"] for r in from_record] == ["train-base", "train-var"]
+    for a, b in zip(from_folders, from_record):
+        assert {k: v for k, v in a.items() if k != "run"} == {k: v for k, v in b.items() if k != "run"}
+    assert from_record[1]["changes"] == {"batch_size": 64}
+    # a record with no history copy: one line naming the missing file
+    (rec / "train-var.history.csv").unlink()
+    with pytest.raises(Exception, match="train-var.history.csv"):
+        sweep([rec / "train-var"], rec / "train-base")
