@@ -47,8 +47,13 @@ def versions(packages=("numpy", "tensorflow", "tf_keras", "tensorflow-model-opti
 
 
 def device() -> dict:
-    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count(),
-            "os": f"{platform.system()} {platform.release()}", "hostname": platform.node()}
+    return {**machine(), "os": f"{platform.system()} {platform.release()}", "hostname": platform.node()}
+
+
+def machine() -> dict:
+    """What decides speed: the same CPU model, architecture and core count make timings comparable
+    (not the kernel release or host name, which change with every boot of the same kind of VM)."""
+    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count()}
 
 
 def provenance(**extra) -> dict:

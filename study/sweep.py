@@ -53,7 +53,13 @@ def _read(run: Path) -> tuple[dict, list[dict]]:
         raise NotAValidationRun(f"{run}: no validation accuracy in history.csv (trained with --val-size 0?)")
     return {"settings": settings, "planned": planned,
             # the same validation images: the same split (size, seed) of the same data file
-            "val_split": [cfg.val_size, cfg.seed, (raw.get("data_source") or {}).get("sha256")]}, hist
+            "val_split": [cfg.val_size, cfg.seed, (raw.get("data_source") or {}).get("sha256")],
+            # the machine it trained on (configs before session 8 lack it): speeds compare on one only
+            "machine": _machine(raw.get("device"))}, hist
+
+
+def _machine(device) -> list | None:
+    return [device.get(k) for k in ("cpu", "arch", "cores")] if isinstance(device, dict) else None
 
 
 def _settings(cfg) -> dict:
@@ -80,7 +86,7 @@ def row(run: Path, base: dict | None = None, read: tuple[dict, list[dict]] | Non
         "finished": len(hist) >= info["planned"], **{f"val_{k}": v for k, v in val_summary(vals).items()},
         "train_last5": sum(r["accuracy"] for r in hist[-5:]) / len(hist[-5:]) if "accuracy" in hist[0] else None,
         "median_epoch_s": statistics.median(secs) if secs else None, "minutes": sum(secs) / 60 if secs else None,
-        "val_split": info["val_split"],
+        "val_split": info["val_split"], "machine": info["machine"],
         "curve": [[round(t / 60, 3), v] for t, v in zip(itertools.accumulate(secs), vals)] if len(secs) == len(vals) else [],
     }
 
@@ -102,8 +108,10 @@ def sweep(runs: list[Path], baseline: Path) -> list[dict]:
         # A run still going is not compared yet: its last 5 epochs are not its end.
         r["delta_pt"] = round(100 * (r["val_last5_mean"] - base["val_last5_mean"]), 2) if r["finished"] else None
         r["planned_minutes"] = r["median_epoch_s"] * r["planned_epochs"] / 60 if r["median_epoch_s"] else None
-        r["epoch_time_ratio"] = _ratio(r["median_epoch_s"], base["median_epoch_s"])
-        r["time_ratio"] = _ratio(r["planned_minutes"], base["planned_minutes"])
+        # Times on two machines (or on one not recorded) are no ratio of speeds: none is given.
+        r["same_machine"] = r["machine"] is not None and r["machine"] == base["machine"]
+        r["epoch_time_ratio"] = _ratio(r["median_epoch_s"], base["median_epoch_s"]) if r["same_machine"] else None
+        r["time_ratio"] = _ratio(r["planned_minutes"], base["planned_minutes"]) if r["same_machine"] else None
     return rows
 
 
@@ -123,12 +131,14 @@ def markdown(rows: list[dict]) -> str:
            "time (planned) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ep = str(r["epochs"]) if r["finished"] else f"{r['epochs']} of {r['planned_epochs']} (running)"
+        ratio = (lambda x: f"{fmt(x, '.2f')}x") if r["same_machine"] else (
+            lambda x: "other machine" if r["machine"] else "machine not recorded")
         delta = "– (running)" if r["delta_pt"] is None else f"{r['delta_pt']:+.2f} pt"
         train = "–" if r["train_last5"] is None else f"{100 * r['train_last5']:.2f} %"
         out.append(f"| {r['run']} | {_changes(r['changes'])} | {ep} | {100 * r['val_last5_mean']:.2f} % | {delta} | "
                    f"{100 * r['val_best']:.2f} % ({r['val_best_epoch']}) | {train} | "
-                   f"{fmt(r['median_epoch_s'], '.1f')} s ({fmt(r['epoch_time_ratio'], '.2f')}x) | "
-                   f"{fmt(r['planned_minutes'], '.1f')} min ({fmt(r['time_ratio'], '.2f')}x) |")
+                   f"{fmt(r['median_epoch_s'], '.1f')} s ({ratio(r['epoch_time_ratio'])}) | "
+                   f"{fmt(r['planned_minutes'], '.1f')} min ({ratio(r['time_ratio'])}) |")
     return "\n".join(out) + "\n"
 
 
@@ -144,9 +154,11 @@ def plot(rows: list[dict]):
     top = max(r["val_best"] for r in rows)
     for r in rows:
         m, v = zip(*r["curve"])
-        ax.plot(m, [100 * x for x in v], lw=1.6 if r is rows[0] else 1.0, label=f"{r['run']}: {_changes(r['changes'])}")
+        where = "" if r["same_machine"] else " [other machine]" if r["machine"] else " [machine not recorded]"
+        ax.plot(m, [100 * x for x in v], lw=1.6 if r is rows[0] else 1.0,
+                label=f"{r['run']}: {_changes(r['changes'])}{where}")
     ax.set_ylim(100 * top - 6, 100 * top + 0.5)  # the end of the race, where variants differ
-    ax.set_xlabel("training minutes (this machine)")
+    ax.set_xlabel("training minutes (on the machine each run trained on)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title("variants against the baseline (thick) at equal training time")
     ax.grid(alpha=0.3)

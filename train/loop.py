@@ -23,7 +23,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from runtime.fileio import write_json, write_text
-from runtime.provenance import git_commit, provenance
+from runtime.provenance import git_commit, machine, provenance
 from train.config import RunExists, TrainConfig
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
@@ -210,8 +210,10 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
         # The recipe's resolved settings too: a recipe name alone would let a run trained before the
         # recipe changed pass for a run of the current one.
+        # And the machine: epoch times (study.sweep's time ratios) compare only on the same one.
         write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source,
-                                         "recipe_settings": dataclasses.asdict(recipe_of(cfg))})
+                                         "recipe_settings": dataclasses.asdict(recipe_of(cfg)),
+                                         "device": machine()})
         manager = tf.train.CheckpointManager(ckpt, str(_ckpt_dir(run)), max_to_keep=1)
         first = 0
         if manager.latest_checkpoint:

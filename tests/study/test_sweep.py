@@ -16,7 +16,8 @@ def _run(root, name, val, seconds, train=None, sha=SHA, **cfg):
     run.mkdir()
     config = {"act": "relu", "arch": "resnet8", "recipe": "strong-sgd", "epochs": len(val), "batch_size": 100,
               "lr": None, "seed": 0, "val_size": 5000, "verbose": 2, "out": str(run),
-              "data_source": {"kind": "imagefolder", "sha256": sha}, **cfg}
+              "data_source": {"kind": "imagefolder", "sha256": sha},
+              "device": {"cpu": "Test CPU", "arch": "x86_64", "cores": 2}, **cfg}
     (run / "config.json").write_text(json.dumps(config))
     with open(run / "history.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -149,3 +150,22 @@ def test_results_record_copies_stand_in_for_run_folders(tmp_path):
     (rec / "train-var.history.csv").unlink()
     with pytest.raises(Exception, match="train-var.history.csv"):
         sweep([rec / "train-var"], rec / "train-base")
+
+
+def test_times_on_another_machine_give_no_ratio(tmp_path):
+    """Speeds compare as ratios on one machine only: a run trained elsewhere (or on a machine its
+    config does not name, as before session 8) keeps its own times but gets no ratio."""
+    base = _run(tmp_path, "base", [0.5, 0.6], [10, 10])
+    same = _run(tmp_path, "same", [0.5, 0.6], [12, 12], device={"cpu": "Test CPU", "arch": "x86_64", "cores": 2,
+                                                                "os": "another kernel"})
+    other = _run(tmp_path, "other", [0.5, 0.6], [5, 5], device={"cpu": "Faster CPU", "arch": "x86_64", "cores": 2})
+    unknown = _run(tmp_path, "unknown", [0.5, 0.6], [5, 5], device=None)
+    rows = {r["run"]: r for r in sweep([same, other, unknown], base)}
+    assert rows["same"]["epoch_time_ratio"] == pytest.approx(1.2) and rows["same"]["time_ratio"] == pytest.approx(1.2)
+    for name in ("other", "unknown"):
+        r = rows[name]
+        assert (r["same_machine"], r["epoch_time_ratio"], r["time_ratio"]) == (False, None, None)
+        assert r["median_epoch_s"] == 5 and r["delta_pt"] == 0  # its own figures stay
+    table = markdown(list(rows.values()))
+    assert "| 5.0 s (other machine) | 0.2 min (other machine) |" in table
+    assert "| 5.0 s (machine not recorded) |" in table and "12.0 s (1.20x)" in table

@@ -48,7 +48,10 @@ def test_run_folder_contents(tmp_path, tiny_folder):
         assert key in saved, key
     assert saved["git_commit_at_start"] == saved["git_commit"]  # nothing moved the checkout meanwhile
     assert saved["epochs"] == 2 and m["params"] == 42_442
-    assert json.loads((run / "config.json").read_text())["act"] == "relu"
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["act"] == "relu"
+    # the machine, for study.sweep's time ratios: the one metrics.json names, less kernel and host
+    assert cfg["device"] == {k: saved["device"][k] for k in ("cpu", "arch", "cores")}
     assert _history(run) == [1, 2]
 
 
