@@ -50,10 +50,13 @@ def device() -> dict:
     return {**machine(), "os": f"{platform.system()} {platform.release()}", "hostname": platform.node()}
 
 
+MACHINE_KEYS = ("cpu", "arch", "cores")
+
+
 def machine() -> dict:
     """What decides speed: the same CPU model, architecture and core count make timings comparable
     (not the kernel release or host name, which change with every boot of the same kind of VM)."""
-    return {"cpu": cpu_model(), "arch": platform.machine(), "cores": os.cpu_count()}
+    return dict(zip(MACHINE_KEYS, (cpu_model(), platform.machine(), os.cpu_count())))
 
 
 def provenance(**extra) -> dict:

@@ -22,7 +22,8 @@ MAX_INT8_DROP_PT = 0.5
 
 
 def _history(run: Path) -> list[dict]:
-    with open(run / "history.csv", newline="") as f:
+    """A run folder's history.csv (or the file itself: a results record's copy) as float rows."""
+    with open(run if run.suffix == ".csv" else run / "history.csv", newline="") as f:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 

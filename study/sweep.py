@@ -12,7 +12,6 @@ comparison can be read off one figure.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import itertools
 import json
@@ -21,6 +20,7 @@ import sys
 from pathlib import Path
 
 from runtime.fileio import check_writable, write_json
+from runtime.provenance import MACHINE_KEYS
 from study.ablation import val_summary
 
 
@@ -38,13 +38,13 @@ def _files(run: Path) -> tuple[Path, Path]:
 
 
 def _read(run: Path) -> tuple[dict, list[dict]]:
+    from study.collect import _history
     from train.config import TrainConfig
     config, history = _files(run)
     try:
         raw = json.loads(config.read_text())
         cfg = TrainConfig.from_dict(raw)
-        with open(history, newline="") as f:
-            hist = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        hist = _history(history)
         settings = _settings(cfg)
         planned = int(cfg.epochs)
     except (OSError, ValueError, TypeError, KeyError) as e:
@@ -59,7 +59,12 @@ def _read(run: Path) -> tuple[dict, list[dict]]:
 
 
 def _machine(device) -> list | None:
-    return [device.get(k) for k in ("cpu", "arch", "cores")] if isinstance(device, dict) else None
+    return [device.get(k) for k in MACHINE_KEYS] if isinstance(device, dict) else None
+
+
+def _elsewhere(r: dict) -> str | None:
+    """Why a row's times are not set against the baseline's, or None when they are."""
+    return None if r["same_machine"] else "other machine" if r["machine"] else "machine not recorded"
 
 
 def _settings(cfg) -> dict:
@@ -131,8 +136,7 @@ def markdown(rows: list[dict]) -> str:
            "time (planned) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ep = str(r["epochs"]) if r["finished"] else f"{r['epochs']} of {r['planned_epochs']} (running)"
-        ratio = (lambda x: f"{fmt(x, '.2f')}x") if r["same_machine"] else (
-            lambda x: "other machine" if r["machine"] else "machine not recorded")
+        ratio = lambda x: _elsewhere(r) or f"{fmt(x, '.2f')}x"  # noqa: E731
         delta = "– (running)" if r["delta_pt"] is None else f"{r['delta_pt']:+.2f} pt"
         train = "–" if r["train_last5"] is None else f"{100 * r['train_last5']:.2f} %"
         out.append(f"| {r['run']} | {_changes(r['changes'])} | {ep} | {100 * r['val_last5_mean']:.2f} % | {delta} | "
@@ -154,7 +158,7 @@ def plot(rows: list[dict]):
     top = max(r["val_best"] for r in rows)
     for r in rows:
         m, v = zip(*r["curve"])
-        where = "" if r["same_machine"] else " [other machine]" if r["machine"] else " [machine not recorded]"
+        where = f" [{_elsewhere(r)}]" if _elsewhere(r) else ""
         ax.plot(m, [100 * x for x in v], lw=1.6 if r is rows[0] else 1.0,
                 label=f"{r['run']}: {_changes(r['changes'])}{where}")
     ax.set_ylim(100 * top - 6, 100 * top + 0.5)  # the end of the race, where variants differ
