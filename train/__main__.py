@@ -41,6 +41,9 @@ def parse(argv=None):
     r.add_argument("--label-smoothing", type=float, default=None,
                    help="override the recipe's label smoothing a: cross-entropy against (1 - a) one-hot + a / classes "
                         "(0: none; the recipes' default except strong-sgd-reg's 0.1)")
+    r.add_argument("--ema", type=float, default=None, metavar="M",
+                   help="keep a moving average of the weights, average = M x average + (1 - M) x weights after "
+                        "each step (e.g. 0.999); validation and the saved model use the average (0: off, the recipes' default)")
     r.add_argument("--seed", type=int, default=0, help="weights init, shuffling and the validation split")
     d = p.add_argument_group("data")
     d.add_argument("--data", default=None,
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     from train.data.errors import DataError
 
     cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                      lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, ema=args.ema,
                       seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
                       mixed_precision=args.mixed_precision, deterministic=args.deterministic,
                       limit_train=args.limit_train, verbose=args.verbose)

@@ -31,6 +31,7 @@ class TrainConfig:
     lr: float | None = None         # None: the recipe's (1e-3, Adam's default, as the seed used it)
     weight_decay: float | None = None  # None: the recipe's; else AdamW's decoupled decay (x lr per step)
     label_smoothing: float | None = None  # None: the recipe's; else the smoothing a of the loss, 0 <= a < 1
+    ema: float | None = None        # None: the recipe's (none); else the weights' moving-average momentum, 0 <= m < 1
     seed: int = 0
     data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
     val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
@@ -57,6 +58,7 @@ class TrainConfig:
              f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
              f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.ema is None or 0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),
@@ -96,4 +98,5 @@ class TrainConfig:
         if self.recipe in RECIPES:
             d["lr"] = recipe_of(self).lr
             d["label_smoothing"] = recipe_of(self).label_smoothing  # likewise: absent = the recipe's
+            d["ema"] = recipe_of(self).ema
         return d

@@ -162,6 +162,7 @@ def _killed_leftovers(run: Path) -> list[Path]:
 def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
     from train.data import load
     from train.distribute import describe_devices, make_strategy
+    from train.ema import SwapEMAWeights
     from train.models import build
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
@@ -234,12 +235,18 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         title = f"{cfg.arch} / {cfg.act} (seed {cfg.seed})"
         callbacks = [EpochLog(rows, run, save_ckpt, lambda r: plot_history(r, run / "accuracy.png", title)),
                      keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0)]
+        if recipe.ema:
+            callbacks.insert(0, SwapEMAWeights())  # first: the validation pass must see the averages
         steps = math.ceil(len(data.y_train) / cfg.batch_size)
         val = eval_dataset(data.x_val, data.y_val, cfg.batch_size) if len(data.y_val) else None
         if first < cfg.epochs:
             model.fit(train_dataset(data.x_train, data.y_train, cfg, first), epochs=cfg.epochs,
                       initial_epoch=first, steps_per_epoch=steps, validation_data=val,
                       callbacks=callbacks, verbose=cfg.verbose)
+        if recipe.ema:
+            # What is saved is the average. fit does this too, but not when a run killed after its
+            # last checkpoint resumes with nothing left to fit; assigning the average twice is harmless.
+            opt.finalize_variable_values(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     if cfg.mixed_precision:

@@ -27,6 +27,7 @@ class Recipe:
     optimizer: str = "adam"      # "adam" (AdamW when weight_decay > 0) or "sgd" (Nesterov momentum 0.9)
     lr: float = 1e-3             # the peak learning rate; `train --lr` overrides it
     label_smoothing: float = 0.0  # cross-entropy against (1 - a) one-hot + a / classes
+    ema: float = 0.0             # momentum m of a moving average of the weights (0: none), train/ema.py
 
 
 RECIPES = {
@@ -68,6 +69,8 @@ def recipe_of(cfg) -> Recipe:
         recipe = replace(recipe, lr=cfg.lr)
     if getattr(cfg, "label_smoothing", None) is not None:
         recipe = replace(recipe, label_smoothing=cfg.label_smoothing)
+    if getattr(cfg, "ema", None) is not None:
+        recipe = replace(recipe, ema=cfg.ema)
     return recipe
 
 
@@ -77,11 +80,12 @@ def optimizer(recipe: Recipe, lr: float, total_steps: int):
     rate = lr
     if recipe.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    ema = dict(use_ema=True, ema_momentum=recipe.ema) if recipe.ema else {}
     if recipe.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay or None)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay or None, **ema)
     if recipe.weight_decay:
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=recipe.weight_decay)
-    return keras.optimizers.Adam(rate)
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=recipe.weight_decay, **ema)
+    return keras.optimizers.Adam(rate, **ema)
 
 
 def loss(recipe: Recipe):
