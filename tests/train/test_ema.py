@@ -124,3 +124,22 @@ def test_trainer_ema_flag_end_to_end(tmp_path, tiny_folder):
     assert 0 <= m["test_accuracy"] <= 1
     saved = keras.models.load_model(tmp_path / "r" / "model.keras", compile=False)
     assert len(saved.get_weights()) == len(build("seed", "relu", batch_norm=True).get_weights())
+
+
+def test_swap_reaches_through_a_float16_loss_scale_optimizer():
+    """On a GPU, mixed precision is float16 and compile wraps the optimizer in a
+    LossScaleOptimizer: the averages are the inner optimizer's."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, (x, y) = _model(), _data()
+        assert type(model.optimizer).__name__.startswith("LossScaleOptimizer")
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    avg = _flat(averages(model.optimizer, model.trainable_variables))
+    np.testing.assert_array_equal(_flat(model.trainable_variables), avg)  # fit finalized through the wrapper
+    for v in model.trainable_variables:
+        v.assign_add(np.ones(v.shape, "float32"))
+    swap(model.optimizer, model.trainable_variables)
+    np.testing.assert_array_equal(_flat(model.trainable_variables), avg)
