@@ -102,6 +102,7 @@ def test_finished_run_is_not_redone_and_other_runs_are_refused(tmp_path, tiny_fo
     (["--arch", "vgg99"], "--arch"),
     (["--data", "/no/such/data"], "/no/such/data"),
     (["--val-size", "-1"], "--val-size"),
+    (["--ema", "1.5"], "--ema"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, tiny_folder, args, needle):
     env = _env(tmp_path, tiny_folder)
