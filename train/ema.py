@@ -36,6 +36,16 @@ def swap(opt, variables) -> None:
         avg.assign(raw)
 
 
+def finalize(opt, variables) -> None:
+    """Put the averages into the variables: the weights that are saved. A run killed after its
+    last checkpoint resumes with no step left to run, so nothing has built the optimizer's
+    slots yet; building them now is what brings the checkpoint's averages in (tf.train.Checkpoint
+    restores a slot when it is created). Once built, build is a no-op."""
+    getattr(opt, "inner_optimizer", opt).build(variables)
+    for var, avg in zip(variables, averages(opt, variables)):
+        var.assign(avg.read_value())
+
+
 class SwapEMAWeights(keras.callbacks.Callback):
     """Validation during fit sees the averaged weights; training goes on from the raw ones."""
 

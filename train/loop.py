@@ -162,7 +162,7 @@ def _killed_leftovers(run: Path) -> list[Path]:
 def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
     from train.data import load
     from train.distribute import describe_devices, make_strategy
-    from train.ema import SwapEMAWeights
+    from train.ema import SwapEMAWeights, finalize
     from train.models import build
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
@@ -246,7 +246,8 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         if recipe.ema:
             # What is saved is the average. fit does this too, but not when a run killed after its
             # last checkpoint resumes with nothing left to fit; assigning the average twice is harmless.
-            opt.finalize_variable_values(model.trainable_variables)
+            with strategy.scope():
+                finalize(opt, model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     if cfg.mixed_precision:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from train.ema import SwapEMAWeights, averages, swap
+from train.ema import SwapEMAWeights, averages, finalize, swap
 from train.recipes import RECIPES, optimizer
 
 M = 0.8
@@ -95,6 +95,12 @@ def test_average_survives_a_checkpoint_restored_before_the_optimizer_is_built(tm
     np.testing.assert_array_equal(_flat(averages(b.optimizer, b.trainable_variables)), saved["avg"])
     b.fit(x, y, batch_size=16, epochs=2, initial_epoch=1, shuffle=False, verbose=0)
     np.testing.assert_allclose(_flat(b.trainable_variables), _flat(ref.trainable_variables), rtol=1e-5, atol=1e-6)
+
+    # killed after its last checkpoint: the resumed run fits nothing, and saves the checkpoint's average
+    c = _model(seed=6)
+    tf.train.Checkpoint(model=c, optimizer=c.optimizer).restore(tf.train.latest_checkpoint(tmp_path)).expect_partial()
+    finalize(c.optimizer, c.trainable_variables)
+    np.testing.assert_array_equal(_flat(c.trainable_variables), saved["avg"])
 
 
 def test_trainer_ema_flag_end_to_end(tmp_path, tiny_folder):

@@ -124,7 +124,8 @@ from train.loop import train
 assert choose(0, 0) == "default" and choose(1, 0) == "default"
 assert choose(2, 0) == "mirrored" and choose(0, 3) == "multiworker" and choose(4, 2) == "multiworker"
 devs = [d.name for d in tf.config.list_logical_devices("CPU")]
-m = train(TrainConfig(act="tanhexp", epochs=1, val_size=40, out=sys.argv[1], verbose=0),
+# with weight averaging: its swap and finalize run on mirrored variables too
+m = train(TrainConfig(act="tanhexp", epochs=1, val_size=40, ema=0.9, out=sys.argv[1], verbose=0),
           strategy_name="mirrored", devices=devs)
 print(json.dumps({"strategy": m["strategy"], "trained_on": m["trained_on"], "epochs": m["epochs"]}))
 """
