@@ -131,6 +131,22 @@ def test_trainer_ema_flag_end_to_end(tmp_path, tiny_folder):
     saved = keras.models.load_model(tmp_path / "r" / "model.keras", compile=False)
     assert len(saved.get_weights()) == len(build("seed", "relu", batch_norm=True).get_weights())
 
+    # train.ema_check: the checkpoint's averaged weights are the saved model's, its raw ones are not
+    from train.data import load
+    from train.ema_check import check, main
+    os.environ["EDGECNN_DATA"] = str(tiny_folder)
+    try:
+        r = check(tmp_path / "r")
+        data = load(None, 40, 0)
+    finally:
+        del os.environ["EDGECNN_DATA"]
+    saved.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert r["val_accuracy_averaged"] == pytest.approx(saved.evaluate(data.x_val, data.y_val, verbose=0)[1])
+    assert r["checkpoint_epoch"] == 1 and r["ema"] == 0.9 and r["max_abs_weight_difference"] > 1e-3
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text(json.dumps({"recipe": "strong-sgd"}))
+    assert main([str(tmp_path / "plain")]) == 2 and main([str(tmp_path / "none")]) == 2
+
 
 def test_swap_reaches_through_a_float16_loss_scale_optimizer():
     """On a GPU, mixed precision is float16 and compile wraps the optimizer in a
