@@ -4,6 +4,9 @@ Why: ResNet-8 ends `strong-sgd` short of MLPerf Tiny's 85 %, and every recipe le
 equal training time lost accuracy (docs/results.md section 6). An average of the last few
 thousand steps' weights costs no extra step and, in the CIFAR literature, often generalizes a
 little better than the last weights. It is kept or dropped on the validation split like the rest.
+Measured (docs/results.md section 6, `python -m train.ema_check`): under strong-sgd's cosine
+schedule, which decays to zero, the average lifts validation a lot mid-run but ends equal to the
+raw weights, so it changes nothing there; it can matter for schedules that stop at a high rate.
 
 The averaging itself is tf_keras's (`use_ema` on the optimizer: after every step, average =
 m * average + (1 - m) * weight, on the trainable variables). Two things it leaves to us:

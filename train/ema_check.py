@@ -15,7 +15,6 @@ Validation split only: the test split is not read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -64,11 +63,12 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path, help="a run folder trained with --ema (its ckpt/ is read)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = p.parse_args(argv)
+    from train.data.errors import DataError
     try:
         if not (args.run / "config.json").is_file():
             raise ValueError(f"{args.run} is not a run folder (no config.json)")
         r = check(args.run)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, DataError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(f"{r['run']} (checkpoint after epoch {r['checkpoint_epoch']}, EMA {r['ema']}): validation "
@@ -76,7 +76,9 @@ def main(argv=None) -> int:
           f"largest weight difference {r['max_abs_weight_difference']:.2e}")
     if args.json:
         from runtime.fileio import write_json
-        write_json(args.json, r)
+        from runtime.provenance import provenance
+        write_json(args.json, {**r, "command": "python -m train.ema_check " + " ".join(argv or sys.argv[1:]),
+                               "provenance": provenance()})
     return 0
 
 
