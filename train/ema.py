@@ -22,10 +22,14 @@ from __future__ import annotations
 import tf_keras as keras
 
 
+def _inner(opt):
+    return getattr(opt, "inner_optimizer", opt)  # a float16 LossScaleOptimizer wraps the real one
+
+
 def averages(opt, variables) -> list:
     """The optimizer's moving average of each variable (tf_keras keeps them in a private list,
     indexed like its other slots)."""
-    opt = getattr(opt, "inner_optimizer", opt)  # a float16 LossScaleOptimizer wraps the real one
+    opt = _inner(opt)
     if not getattr(opt, "use_ema", False):
         raise ValueError(f"{type(opt).__name__} keeps no moving average (use_ema is off)")
     return [opt._model_variables_moving_average[opt._index_dict[opt._var_key(v)]] for v in variables]
@@ -44,7 +48,7 @@ def finalize(opt, variables) -> None:
     last checkpoint resumes with no step left to run, so nothing has built the optimizer's
     slots yet; building them now is what brings the checkpoint's averages in (tf.train.Checkpoint
     restores a slot when it is created). Once built, build is a no-op."""
-    getattr(opt, "inner_optimizer", opt).build(variables)
+    _inner(opt).build(variables)
     for var, avg in zip(variables, averages(opt, variables)):
         var.assign(avg.read_value())
 
