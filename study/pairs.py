@@ -91,9 +91,10 @@ def markdown(res: dict) -> str:
     else:
         ci = ("no interval from one pair" if s["ci_low"] is None else
               f"{100 * s['level']:.0f} % interval [{s['ci_low']:+.2f}, {s['ci_high']:+.2f}] pt, p = {s['p_value']:.3f}")
-        out.append(f"Over {s['n']} pair(s): baseline {s['baseline_mean']:.2f} ± {s['baseline_std']:.2f} %, "
-                   f"variant {s['variant_mean']:.2f} ± {s['variant_std']:.2f} % (mean ± std); "
-                   f"difference {s['mean_diff']:+.2f} pt ({ci}): {s['verdict']}.")
+        sd = (lambda k: f" ± {s[k]:.2f}") if s["n"] > 1 else (lambda k: "")  # one run has no spread to show
+        out.append(f"Over {s['n']} pair(s): baseline {s['baseline_mean']:.2f}{sd('baseline_std')} %, "
+                   f"variant {s['variant_mean']:.2f}{sd('variant_std')} %" + (" (mean ± std)" if s["n"] > 1 else "")
+                   + f"; difference {s['mean_diff']:+.2f} pt ({ci}): {s['verdict']}.")
     for arm, seeds in res["unpaired"].items():
         if seeds:
             out.append(f"Unpaired (no run of the other arm): {arm} seed(s) {', '.join(map(str, seeds))}.")

@@ -42,6 +42,7 @@ def test_paired_statistics_against_hand_computed_values(tmp_path):
     assert s["variant_mean"] == pytest.approx(80.4)
     md = markdown(res)
     assert "| 1 | base-s1 | lr2-s1 | lr " in md and "| 81.00 % | 81.40 % | +0.40 pt | yes |" in md
+    assert "baseline 80.00 ± 1.00 %, variant 80.40 ± 0.92 % (mean ± std)"  # 80.2, 81.4, 79.6: sd sqrt(1.68 / 2) in md
     assert "difference +0.40 pt (95 % interval [-0.10, +0.90] pt, p = 0.074): not significant." in md
 
 
@@ -75,6 +76,8 @@ def test_one_pair_gives_no_interval(tmp_path):
     base, var = _arms(tmp_path, seeds=(0,))
     s = compare(base, var)["stats"]
     assert s["n"] == 1 and s["ci_low"] is None and s["verdict"] == "one seed: no test possible"
+    assert "baseline 80.00 %, variant 80.20 %; difference +0.20 pt (no interval from one pair)" in markdown(
+        compare(base, var))
 
 
 def test_refusals(tmp_path, capsys):
