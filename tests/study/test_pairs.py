@@ -42,7 +42,8 @@ def test_paired_statistics_against_hand_computed_values(tmp_path):
     assert s["variant_mean"] == pytest.approx(80.4)
     md = markdown(res)
     assert "| 1 | base-s1 | lr2-s1 | lr " in md and "| 81.00 % | 81.40 % | +0.40 pt | yes |" in md
-    assert "baseline 80.00 ± 1.00 %, variant 80.40 ± 0.92 % (mean ± std)"  # 80.2, 81.4, 79.6: sd sqrt(1.68 / 2) in md
+    # variant 80.2, 81.4, 79.6: sd sqrt(1.68 / 2) = 0.92
+    assert "baseline 80.00 ± 1.00 %, variant 80.40 ± 0.92 % (mean ± std)" in md
     assert "difference +0.40 pt (95 % interval [-0.10, +0.90] pt, p = 0.074): not significant." in md
 
 
