@@ -135,7 +135,8 @@ def main(argv=None) -> int:
                    help="the variant's run folders or results records, one per seed")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the interval")
     o = p.add_argument_group("output")
-    o.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the pairs and statistics as JSON")
+    o.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the pairs and statistics as JSON")
     o.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also draw each pair (PNG)")
     a = p.parse_args(argv)
     if not 0 < a.level < 1:
