@@ -15,9 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.fileio import check_writable, write_json
 from study.stats import mean, paired, std
-from study.sweep import NotAValidationRun, _read, row
+from study.sweep import NotAValidationRun, _read, emit, guarded, row
 
 
 def _arm(runs: list[Path], name: str) -> dict[int, dict]:
@@ -141,29 +140,16 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if not 0 < a.level < 1:
         p.error(f"--level must be in (0, 1), got {a.level}")
-    try:
-        for path in (a.json, a.plot):  # before anything is written: all outputs or none
-            if path:
-                check_writable(path)
+
+    def work():
         res = compare(a.baseline, a.variant, a.level)
         if not res["pairs"]:
             raise NotAValidationRun("no seed has a run in both arms: nothing to pair")
         if a.plot and res["stats"] is None:
             raise NotAValidationRun("no finished pair yet: nothing to plot")
-        fig = plot(res) if a.plot else None
-        print(markdown(res), end="")
-        if a.json:
-            from runtime.provenance import provenance
-            write_json(a.json, {"baseline": [str(x) for x in a.baseline], "variant": [str(x) for x in a.variant],
-                                **res, "provenance": provenance()})
-        if fig is not None:
-            from study.report import _pyplot, _save
-            _save(fig, a.plot)
-            _pyplot().close(fig)
-    except (NotAValidationRun, OSError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
+        emit(markdown(res), {"baseline": [str(x) for x in a.baseline], "variant": [str(x) for x in a.variant],
+                             **res}, a.json, plot(res) if a.plot else None, a.plot)
+    return guarded(work, a.json, a.plot)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,33 @@ def plot(rows: list[dict]):
     return fig
 
 
+def guarded(work, *outputs: Path | None) -> int:
+    """Run a CLI's work: its outputs' folders are checked writable before anything is written (all
+    outputs or none), and a bad run folder or path is a one-line error with exit code 2."""
+    try:
+        for path in outputs:
+            if path:
+                check_writable(path)
+        work()
+    except (NotAValidationRun, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def emit(table: str, record: dict, json_path: Path | None, fig, plot_path: Path | None) -> None:
+    """Print the table, then write the JSON (the record and its provenance) and the figure: the
+    outputs' folders were checked writable first, and the figure was drawn before anything printed."""
+    print(table, end="")
+    if json_path:
+        from runtime.provenance import provenance
+        write_json(json_path, {**record, "provenance": provenance()})
+    if fig is not None:
+        from study.report import _pyplot, _save
+        _save(fig, plot_path)
+        _pyplot().close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.sweep", description=__doc__.split("\n\n")[0],
                                 epilog="Example: python -m study.sweep runs/resnet8-strong-sgd-b250-relu-s0 "
@@ -185,24 +212,12 @@ def main(argv=None) -> int:
     o.add_argument("--plot", type=Path, default=None, metavar="PATH",
                    help="also draw validation accuracy against training minutes (PNG)")
     a = p.parse_args(argv)
-    try:
-        for path in (a.json, a.plot):  # before anything is written: all outputs or none
-            if path:
-                check_writable(path)
+
+    def work():
         rows = sweep(a.runs, a.baseline)
-        fig = plot(rows) if a.plot else None
-        print(markdown(rows), end="")
-        if a.json:
-            from runtime.provenance import provenance
-            write_json(a.json, {"baseline": str(a.baseline), "rows": rows, "provenance": provenance()})
-        if fig is not None:
-            from study.report import _pyplot, _save
-            _save(fig, a.plot)
-            _pyplot().close(fig)
-    except (NotAValidationRun, OSError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
+        emit(markdown(rows), {"baseline": str(a.baseline), "rows": rows}, a.json,
+             plot(rows) if a.plot else None, a.plot)
+    return guarded(work, a.json, a.plot)
 
 
 if __name__ == "__main__":
