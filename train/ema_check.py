@@ -25,9 +25,8 @@ def check(run: Path) -> dict:
     from train.config import TrainConfig
     from train.data import load
     from train.ema import averages, swap
-    from train.loop import _ckpt_dir, eval_dataset
-    from train.models import build
-    from train.recipes import RECIPES, optimizer, recipe_of
+    from train.loop import _ckpt_dir, build_run_model, eval_dataset
+    from train.recipes import optimizer, recipe_of
 
     cfg = TrainConfig.from_json(run / "config.json")
     recipe = recipe_of(cfg)
@@ -39,8 +38,7 @@ def check(run: Path) -> dict:
     data = load(cfg.data, cfg.val_size, cfg.seed)
     if not len(data.y_val):
         raise ValueError(f"{run} was trained without a validation split")
-    bn = RECIPES[cfg.recipe].batch_norm
-    model = build(cfg.arch, cfg.act, num_classes=len(data.classes), **({} if bn is None else {"batch_norm": bn}))
+    model = build_run_model(cfg, len(data.classes))
     opt = optimizer(recipe, recipe.lr, 1)  # the schedule's length does not matter: no step is taken
     model.compile(opt, "sparse_categorical_crossentropy", ["accuracy"])
     epoch = tf.Variable(0, dtype=tf.int64)

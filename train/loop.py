@@ -159,14 +159,23 @@ def _killed_leftovers(run: Path) -> list[Path]:
             + list(run.glob("ckpt*/ckpt-*_temp")))
 
 
+def build_run_model(cfg: TrainConfig, num_classes: int, **kwargs):
+    """The run's network: its architecture and activation, with batch norm as its recipe says
+    (None: the architecture's own)."""
+    from train.models import build
+    from train.recipes import RECIPES
+
+    bn = RECIPES[cfg.recipe].batch_norm
+    return build(cfg.arch, cfg.act, num_classes=num_classes, **kwargs, **({} if bn is None else {"batch_norm": bn}))
+
+
 def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
     from train.data import load
     from train.distribute import describe_devices, make_strategy
     from train.ema import SwapEMAWeights, finalize
-    from train.models import build
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
-    from train.recipes import RECIPES, loss, optimizer, recipe_of
+    from train.recipes import loss, optimizer, recipe_of
 
     cfg.validate()
     # The code that trains is the checkout's now: the commit at the end (in provenance) can differ
@@ -200,10 +209,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         print(f"mixed precision: {precision}", file=sys.stderr)
     try:
         with strategy.scope():
-            bn = RECIPES[cfg.recipe].batch_norm
-            model = build(cfg.arch, cfg.act, num_classes=len(data.classes),
-                          final_dtype="float32" if cfg.mixed_precision else None,
-                          **({} if bn is None else {"batch_norm": bn}))
+            model = build_run_model(cfg, len(data.classes), final_dtype="float32" if cfg.mixed_precision else None)
             recipe = recipe_of(cfg)
             opt = optimizer(recipe, recipe.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, loss(recipe), ["accuracy"])
@@ -253,7 +259,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     if cfg.mixed_precision:
         # What is saved, tested and exported is the float32 model: the same (float32) variables
         # in a graph without casts, so export and a device never see a mixed-precision policy.
-        twin = build(cfg.arch, cfg.act, num_classes=len(data.classes), **({} if bn is None else {"batch_norm": bn}))
+        twin = build_run_model(cfg, len(data.classes))
         twin.set_weights(model.get_weights())
         twin.compile(keras.optimizers.Adam(), loss(recipe), ["accuracy"])  # test loss = the val loss's kind
         model = twin

@@ -62,16 +62,8 @@ RECIPES.update({f"strong-{k}": replace(RECIPES["strong"], **v) for k, v in ABLAT
 
 def recipe_of(cfg) -> Recipe:
     """The run's recipe: the registry's, with the config's overrides (a validation sweep's)."""
-    recipe = RECIPES[cfg.recipe]
-    if getattr(cfg, "weight_decay", None) is not None:
-        recipe = replace(recipe, weight_decay=cfg.weight_decay)
-    if getattr(cfg, "lr", None) is not None:
-        recipe = replace(recipe, lr=cfg.lr)
-    if getattr(cfg, "label_smoothing", None) is not None:
-        recipe = replace(recipe, label_smoothing=cfg.label_smoothing)
-    if getattr(cfg, "ema", None) is not None:
-        recipe = replace(recipe, ema=cfg.ema)
-    return recipe
+    overrides = {k: getattr(cfg, k, None) for k in ("weight_decay", "lr", "label_smoothing", "ema")}
+    return replace(RECIPES[cfg.recipe], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def optimizer(recipe: Recipe, lr: float, total_steps: int):
