@@ -21,7 +21,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from export.lowering import choose, has_tanhexp, lowered_copy
 from export.run import calibration_sample, load_model, load_splits, open_run, to_float
-from export.tflite import convert_int8, predict
+from export.tflite import convert_int8, predict, quantize
 from train.activations import tanhexp as exact_act
 
 run = sys.argv[1]
@@ -39,6 +39,13 @@ xval = to_float(s.x_val)
 ref = model.predict(xval, batch_size=500, verbose=0)
 lowered = has_tanhexp(model)
 base = lowered_copy(model, choose("int8")) if lowered else model
+
+
+def copy_of(m):
+    """A fresh copy of m, weights included: the int8 lowering for TanhExp, else a clone."""
+    c = lowered_copy(m, choose("int8")) if lowered else keras.models.clone_model(m)
+    c.set_weights(m.get_weights())
+    return c
 
 
 def agree(p):
@@ -85,7 +92,7 @@ for l in kern_layers:
     tw = np.moveaxis(w, -1, 0)  # OHWI / [out, in]
     for d, val in tens:
         sc = d["quantization_parameters"]["scales"]
-        if val.shape == tw.shape and np.allclose(val * sc.reshape((-1,) + (1,) * (val.ndim - 1)) if len(sc) > 1 else val * sc[0], tw, atol=sc.max()):
+        if val.shape == tw.shape and np.allclose(val * sc.reshape((-1,) + (1,) * (val.ndim - 1)), tw, atol=sc.max()):
             scales[l.name] = np.broadcast_to(sc, (w.shape[-1],)).astype(np.float32)
             print(f"{l.name}: {len(sc)} scale(s), zero points {set(d['quantization_parameters']['zero_points'].tolist())}")
             break
@@ -97,18 +104,19 @@ def snapped(w, sc, frac=None):
     return (np.clip(q, -127, 127) * sc).astype(np.float32)
 
 
+def nearest(m):
+    """m with every kernel rounded to the nearest level of its int8 grid, in float."""
+    for l in kern_layers:
+        w, *rest = m.get_layer(l.name).get_weights()
+        m.get_layer(l.name).set_weights([snapped(w, scales[l.name]), *rest])
+    return m
+
+
 # weight-only rounding error, float everything else
-wq = lowered_copy(model, choose("int8")) if lowered else keras.models.clone_model(model)
-wq.set_weights(base.get_weights())
-for l in kern_layers:
-    wl = wq.get_layer(l.name)
-    w, *rest = l.get_weights()
-    wl.set_weights([snapped(w, scales[l.name]), *rest])
+wq = nearest(copy_of(model))
 print(f"weights-only int8 (float acts, lowered): {agree(wq.predict(xval, batch_size=500, verbose=0)):.2f} %")
 wexact = keras.models.clone_model(model); wexact.set_weights(model.get_weights())
-for l in kern_layers:
-    wl = wexact.get_layer(l.name); w, *rest = wl.get_weights()
-    wl.set_weights([snapped(w, scales[l.name]), *rest])
+nearest(wexact)
 print(f"weights-only int8 (float acts, exact TanhExp): {agree(wexact.predict(xval, batch_size=500, verbose=0)):.2f} %")
 b2 = int8_agreement(wq, "snapped nearest")
 w2 = {tuple(v.shape): v for _, v in int8_tensors(b2)}
@@ -138,22 +146,19 @@ def int8_inputs(m, k):
         sc, zp = td["quantization"]
         out = []
         for i in range(0, len(xtr), 100):  # N_IMAGES: a multiple of 100
-            it.set_tensor(d["index"], np.clip(np.rint(xtr[i:i + 100] / d["quantization"][0] + d["quantization"][1]), -128, 127).astype(np.int8))
+            it.set_tensor(d["index"], quantize(xtr[i:i + 100], np.int8, *d["quantization"]))
             it.invoke()
             out.append((it.get_tensor(ti).astype(np.float32) - zp) * sc)
         return np.concatenate(out)
 
 
-X_done = []
-ada = lowered_copy(model, choose("int8")) if lowered else keras.models.clone_model(model)
-ada.set_weights(base.get_weights())
-for name in [l.name for l in kern_layers]:
+ada = copy_of(model)
+for pos, name in enumerate(l.name for l in kern_layers):
     t0 = time.time()
     fin, fl = pre_act(model, name)
     qin, ql = pre_act(ada, name)
     X_f = fin.predict(xtr, batch_size=500, verbose=0)
-    X_q = qin.predict(xtr, batch_size=500, verbose=0) if SRC == "float" else int8_inputs(ada, len(X_done))
-    X_done.append(name)
+    X_q = qin.predict(xtr, batch_size=500, verbose=0) if SRC == "float" else int8_inputs(ada, pos)
     w, b = fl.get_weights()
     sc = scales[name]
     conv = w.ndim == 4
@@ -193,4 +198,4 @@ for name in [l.name for l in kern_layers]:
     print(f"{name}: rec {float(rec):.4g} reg {float(reg):.1f}, {100*changed:.1f} % of roundings changed vs nearest, {time.time()-t0:.0f} s", flush=True)
 
 print(f"[{SRC}/{TARGET}] adaround weights, float acts: {agree(ada.predict(xval, batch_size=500, verbose=0)):.2f} %")
-b3 = int8_agreement(ada, f"[{SRC}/{TARGET}] adaround int8")
+int8_agreement(ada, f"[{SRC}/{TARGET}] adaround int8")
