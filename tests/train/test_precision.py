@@ -32,13 +32,25 @@ def test_no_fast_low_precision_is_an_error_not_a_slowdown():
         mixed_policy(0, cpu_flags(ARM))
 
 
-@pytest.mark.skipif(not {"avx512_bf16", "amx_bf16"} & cpu_flags(), reason="CPU without bfloat16 arithmetic")
-def test_bfloat16_run_saves_a_float32_model(tmp_path, tiny_folder):
+def _fake_cpu(monkeypatch, flags):
+    # The trainer reads the flags at call time (train.loop imports them inside train()), so a
+    # patched reader decides the policy; TF's bfloat16 kernels themselves run on any x86 CPU
+    # (emulated, slowly, without AVX512_BF16), so the run below is real on every CI machine.
+    import tensorflow as tf
+
+    import train.precision
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a visible GPU decides the policy (mixed_float16), whatever the CPU")
+    monkeypatch.setattr(train.precision, "cpu_flags", lambda cpuinfo=None: set(flags))
+
+
+def test_bfloat16_run_saves_a_float32_model(tmp_path, tiny_folder, monkeypatch):
     import tf_keras as keras
 
     from train.activations import custom_objects
     from train.config import TrainConfig
     from train.loop import train
+    _fake_cpu(monkeypatch, {"avx2", "avx512_bf16"})
     os.environ["EDGECNN_DATA"] = str(tiny_folder)
     try:
         m = train(TrainConfig(act="tanhexp", epochs=1, val_size=40, out=str(tmp_path / "r"), verbose=0,
@@ -50,3 +62,14 @@ def test_bfloat16_run_saves_a_float32_model(tmp_path, tiny_folder):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
     model = keras.models.load_model(tmp_path / "r" / "model.keras", custom_objects=custom_objects(), safe_mode=True)
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+
+def test_no_bfloat16_cpu_refuses_before_the_run_folder_exists(tmp_path, tiny_folder, monkeypatch):
+    from train.config import TrainConfig
+    from train.loop import train
+    _fake_cpu(monkeypatch, {"avx2", "fma"})   # e.g. an AVX2-only EPYC: no GPU, no bfloat16
+    monkeypatch.setenv("EDGECNN_DATA", str(tiny_folder))
+    with pytest.raises(ValueError, match="needs a GPU or a CPU with bfloat16"):
+        train(TrainConfig(act="relu", epochs=1, val_size=40, out=str(tmp_path / "r"), verbose=0,
+                          mixed_precision=True))
+    assert not (tmp_path / "r").exists()
