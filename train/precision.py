@@ -9,22 +9,9 @@ Variables stay float32 under both policies and the softmax is kept in float32 (t
 """
 from __future__ import annotations
 
-from pathlib import Path
+from runtime.provenance import cpu_flags  # noqa: F401  (re-exported: the trainer reads it here)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def mixed_policy(n_gpus: int, flags: set[str]) -> str:

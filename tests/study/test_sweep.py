@@ -160,9 +160,12 @@ def test_times_on_another_machine_give_no_ratio(tmp_path):
                                                                 "os": "another kernel"})
     other = _run(tmp_path, "other", [0.5, 0.6], [5, 5], device={"cpu": "Faster CPU", "arch": "x86_64", "cores": 2})
     unknown = _run(tmp_path, "unknown", [0.5, 0.6], [5, 5], device=None)
-    rows = {r["run"]: r for r in sweep([same, other, unknown], base)}
+    # one model name, other vector units (the two "AMD EPYC" VMs of sessions 11 and 12)
+    other_isa = _run(tmp_path, "other_isa", [0.5, 0.6], [5, 5], device={"cpu": "Test CPU", "arch": "x86_64",
+                                                                        "cores": 2, "isa": "avx avx2 fma"})
+    rows = {r["run"]: r for r in sweep([same, other, unknown, other_isa], base)}
     assert rows["same"]["epoch_time_ratio"] == pytest.approx(1.2) and rows["same"]["time_ratio"] == pytest.approx(1.2)
-    for name in ("other", "unknown"):
+    for name in ("other", "unknown", "other_isa"):
         r = rows[name]
         assert (r["same_machine"], r["epoch_time_ratio"], r["time_ratio"]) == (False, None, None)
         assert r["median_epoch_s"] == 5 and r["delta_pt"] == 0  # its own figures stay

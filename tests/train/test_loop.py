@@ -51,7 +51,7 @@ def test_run_folder_contents(tmp_path, tiny_folder):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["act"] == "relu"
     # the machine, for study.sweep's time ratios: the one metrics.json names, less kernel and host
-    assert cfg["device"] == {k: saved["device"][k] for k in ("cpu", "arch", "cores")}
+    assert cfg["device"] == {k: saved["device"][k] for k in ("cpu", "arch", "cores", "isa")}
     assert _history(run) == [1, 2]
 
 
