@@ -16,6 +16,7 @@ from pathlib import Path
 
 from runtime.errors import BenchError, one_line
 from runtime.fileio import write_text
+from runtime.provenance import MACHINE_KEYS
 from runtime.schema import BENCH_SCHEMA, ROW_FIELDS
 from runtime.table import markdown_table
 
@@ -63,10 +64,17 @@ def _row_problem(row) -> str | None:
 def merge(docs: list[dict]) -> list[dict]:
     """All rows, each tagged with its document's device label. Documents with the same label
     are one device (e.g. a ReLU and a TanhExp bundle benched on the same Pi)."""
-    rows = []
+    rows, seen = [], {}
     for doc in docs:
-        label = (doc.get("settings") or {}).get("label") \
-            or ((doc.get("provenance") or {}).get("device") or {}).get("hostname") or "device"
+        dev = (doc.get("provenance") or {}).get("device") or {}
+        label = (doc.get("settings") or {}).get("label") or dev.get("hostname") or "device"
+        # One label must be one machine: the TanhExp/ReLU ratios below divide its timings.
+        mach = tuple(dev.get(k) for k in MACHINE_KEYS)
+        first = seen.setdefault(label, (mach, doc.get("_path", "?")))
+        if first[0] != mach:
+            diff = ", ".join(f"{k} {a!r} vs {b!r}" for k, a, b in zip(MACHINE_KEYS, first[0], mach) if a != b)
+            raise BenchError(f"label {label!r} names two machines ({diff}) in {first[1]} and "
+                             f"{doc.get('_path', '?')}: bench each with its own --label")
         doc["_label"] = label
         rows += [{**r, "device": label, "act": (r.get("act") or "?").lower()} for r in doc["rows"]]
     return rows
@@ -117,7 +125,7 @@ def float_deltas(rows: list[dict]) -> list[dict]:
 
 
 DEVICE_COLS = [("device", "device", ""), ("cpu", "cpu", ""), ("arch", "arch", ""),
-               ("cores", "cores", "d"), ("threads", "threads", "d"), ("images", "images", "d"),
+               ("isa", "isa", ""), ("cores", "cores", "d"), ("threads", "threads", "d"), ("images", "images", "d"),
                ("runtimes", "runtimes", ""), ("git", "git", ""), ("source", "source run", "")]
 RESULT_COLS = [("device", "device", ""), ("act", "act", ""), ("arch", "arch", ""),
                ("format", "fmt", ""), ("mode", "mode", ""), ("accuracy", "acc", ".4f"),
@@ -143,7 +151,7 @@ def _device_row(doc: dict) -> dict:
     dev, ver, s = prov.get("device") or {}, prov.get("versions") or {}, doc.get("settings") or {}
     src = prov.get("source_run") or {}
     return {"device": doc["_label"], "cpu": dev.get("cpu"), "arch": dev.get("arch"),
-            "cores": dev.get("cores"), "threads": s.get("threads"),
+            "isa": dev.get("isa") or "-", "cores": dev.get("cores"), "threads": s.get("threads"),
             "images": (doc.get("data") or {}).get("count"),
             "runtimes": ", ".join(f"{k} {ver[k]}" for k in ("ai-edge-litert", "tflite-runtime",
                                                            "onnxruntime", "numpy") if k in ver),

@@ -51,3 +51,24 @@ def test_report_without_matplotlib(bench_json, tmp_path):
     assert "pip install matplotlib" in r.stderr
     r = run_cli("runtime.report", f, "--out", tmp_path / "o", "--no-plots", env=env)
     assert r.returncode == 0 and "x86-test" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_report_one_label_is_one_machine(bench_json, tmp_path):
+    """Two machines under one label would set their timings against each other in the ratios:
+    refused, naming what differs; the device table shows each machine's vector extensions."""
+    avx512 = copy.deepcopy(bench_json)
+    avx512["provenance"]["device"]["isa"] = "avx avx2 fma avx512f avx512_vnni"
+    avx2 = copy.deepcopy(bench_json)
+    avx2["provenance"]["device"]["isa"] = "avx avx2 fma"
+    a = _write(tmp_path, avx512, "a", "x86-test")
+    b = _write(tmp_path, avx2, "b", "x86-test", act="tanhexp")
+    r = run_cli("runtime.report", a, b, "--out", tmp_path / "o", "--no-plots")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "label 'x86-test' names two machines (isa 'avx avx2 fma avx512f avx512_vnni' vs 'avx avx2 fma')" in r.stderr
+    assert not (tmp_path / "o").exists()
+    b = _write(tmp_path, avx2, "b", "x86-avx2", act="tanhexp")
+    r = run_cli("runtime.report", a, b, "--out", tmp_path / "o", "--no-plots")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "o" / "report.md").read_text()
+    devices = md.split("## Devices")[1].split("##")[0]
+    assert "| isa |" in devices and "| avx avx2 fma |" in devices and "avx512_vnni |" in devices
