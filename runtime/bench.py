@@ -58,6 +58,14 @@ def _names(known):
     return parse
 
 
+class _ExtendNames(argparse.Action):
+    """`--modes float32 int8`, `--modes float32,int8` and repeated options all give one flat list,
+    as `python -m export --quant` takes them."""
+
+    def __call__(self, parser, ns, values, option_string=None):
+        setattr(ns, self.dest, (getattr(ns, self.dest) or []) + [x for v in values for x in v])
+
+
 def _save(option: str, path: str, write) -> None:
     try:
         write()
@@ -76,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", metavar="NPZ", help="with --model: test images x (uint8 NHWC) "
                       "and labels y; without it, synthetic images (latency only)")
     what.add_argument("--reference", metavar="NPZ", help="with --model: reference probs for agreement")
-    what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), action="extend", metavar="F[,F]",
-                      help="only these formats (tflite, onnx)")
-    what.add_argument("--modes", type=_names(KNOWN_MODES), action="extend", metavar="M[,M]",
-                      help="only these modes (float32, float16, dynamic, int8, qat)")
+    what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), nargs="+",
+                      action=_ExtendNames, metavar="F", help="only these formats (tflite, onnx), "
+                      "space- or comma-separated")
+    what.add_argument("--modes", type=_names(KNOWN_MODES), nargs="+", action=_ExtendNames, metavar="M",
+                      help="only these modes (float32, float16, dynamic, int8, qat), space- or comma-separated")
     what.add_argument("--limit", type=_count(), metavar="N", help="only the first N test images")
 
     t = p.add_argument_group("timing")

@@ -138,3 +138,19 @@ def test_full_split_accuracy_is_checked_against_parity(bundle_copy):
     assert r.returncode == 0, r.stderr
     notes = [ln for ln in r.stdout.splitlines() if ln.startswith("NOTE")]
     assert len(notes) == 1 and notes[0].startswith("NOTE int8.tflite: accuracy 1.0000 differs")
+
+
+def test_modes_and_formats_take_spaces_commas_and_repeats():
+    from runtime.bench import build_parser
+    a = build_parser().parse_args(["--bundle", "b", "--modes", "float32", "int8,qat", "--modes", "float16",
+                                   "--formats", "onnx,tflite"])
+    assert a.modes == ["float32", "int8", "qat", "float16"] and a.formats == ["onnx", "tflite"]
+    assert build_parser().parse_args(["--bundle", "b"]).modes is None
+
+
+def test_modes_with_spaces_select_models(tiny_bundle, tmp_path):
+    r = bench("--bundle", tiny_bundle, "--modes", "float32", "int8", "--formats", "tflite",
+              "--json", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    assert sorted(rows_of(tmp_path / "r.json")) == ["float32.tflite", "int8.tflite"]
+    cli_error(bench("--bundle", tiny_bundle, "--modes", "float32", "int4"), "--modes", "unknown 'int4'")
