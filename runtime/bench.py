@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from runtime.backends import INT8_KERNELS
 from runtime.bundle import FORMATS, KNOWN_MODES
 from runtime.errors import BenchError, one_line
 from runtime.fileio import atomic_path, check_writable, write_json
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--modes", type=_names(KNOWN_MODES), nargs="+", action=_ExtendNames, metavar="M",
                       help="only these modes (float32, float16, dynamic, int8, qat), space- or comma-separated")
     what.add_argument("--limit", type=_count(), metavar="N", help="only the first N test images")
+    what.add_argument("--int8-kernels", choices=INT8_KERNELS, default="auto",
+                      help="ONNX Runtime on x86 without VNNI adds int8 products in saturating 16-bit "
+                      "pairs, which can wreck an int8 model's answers: auto (default) uses its exact, "
+                      "slower kernels there; exact uses them everywhere; fast never (what a session "
+                      "does unasked). Each row says which arithmetic ran (int8_arith)")
 
     t = p.add_argument_group("timing")
     t.add_argument("--threads", type=_count(), default=1, metavar="N", help="runtime threads (1)")
@@ -120,7 +126,8 @@ def main(argv=None) -> int:
     cfg = BenchConfig(bundle=a.bundle, models=a.models or [], data=a.data, reference=a.reference,
                       formats=a.formats, modes=a.modes, limit=a.limit, threads=a.threads,
                       warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds, batch=a.batch,
-                      isolate=not a.in_process, timeout=a.timeout, label=a.label)
+                      isolate=not a.in_process, timeout=a.timeout, label=a.label,
+                      int8_kernels=a.int8_kernels)
     try:
         for option, path in (("--json", a.json), ("--save-probs", a.save_probs)):
             if path:  # now, not after minutes of measuring

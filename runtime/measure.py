@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime import sysmem
-from runtime.backends import get_backend
+from runtime.backends import INT8_KERNELS, get_backend
 from runtime.bundle import Artifact, Inputs, bare_artifacts, load_bundle, load_reference, load_test, verify
 from runtime.errors import BenchError, ModelError, one_line
 from runtime.provenance import provenance
@@ -49,6 +49,7 @@ class BenchConfig:
     timeout: float | None = None       # per model, isolated runs only
     label: str | None = None           # device label for reports; default: host name
     synthetic: int = 100               # images to synthesize for a bare model without data
+    int8_kernels: str = "auto"         # INT8_KERNELS: exact integer arithmetic where a runtime's fast kernels saturate
 
     def check(self) -> None:
         if bool(self.bundle) == bool(self.models):
@@ -60,6 +61,8 @@ class BenchConfig:
             raise BenchError("warmup must be >= 0 and limit >= 1")
         if self.min_seconds is not None and not self.min_seconds > 0:
             raise BenchError("min_seconds must be > 0")
+        if self.int8_kernels not in INT8_KERNELS:
+            raise BenchError(f"int8_kernels must be one of {', '.join(INT8_KERNELS)}, got {self.int8_kernels!r}")
 
 
 @dataclass
@@ -185,7 +188,8 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
         peak_reset = sysmem.reset_peak()
         t0 = time.perf_counter()
         backend = cls.load(art.path, cfg.threads, job.normalization, art.layout,
-                           art.input_quant, art.output_quant)
+                           art.input_quant, art.output_quant, cfg.int8_kernels)
+        row["int8_arith"] = backend.int8_arith
         row["load_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         row.update(input_dtype=np.dtype(backend.input.dtype).name, input_layout=backend.layout,
                    input_shape=[d if d is not None else -1 for d in backend.input.shape])

@@ -23,6 +23,7 @@ import numpy as np
 
 from runtime.errors import MissingRuntime, ModelError
 
+INT8_KERNELS = ("auto", "exact", "fast")
 MAX_CALL_BYTES = 1 << 30  # one call's prepared input; CIFAR-size batches use a few MB
 
 # format -> (module, pip package named in the error when the module's runtime is missing)
@@ -60,6 +61,9 @@ class Backend(ABC):
     closures in `_bind()` (no attribute or dict lookups on the timed path)."""
 
     format: str = ""
+    # "exact", or "saturating" where the runtime's integer kernels approximate on this CPU
+    # (ONNX Runtime on x86 without VNNI, runtime.backends.onnxrt); None: the backend claims nothing
+    int8_arith: str | None = None
     infer: Callable[[np.ndarray], np.ndarray]
     invoke_raw: Callable[[], object]
     set_input: Callable[[np.ndarray], None]
@@ -79,8 +83,11 @@ class Backend(ABC):
     @classmethod
     @abstractmethod
     def load(cls, path, threads: int = 1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None) -> "Backend":
-        """Load `path`; raise ModelError with one line for anything wrong with it."""
+             input_quant=None, output_quant=None, int8_kernels: str = "auto") -> "Backend":
+        """Load `path`; raise ModelError with one line for anything wrong with it.
+        int8_kernels (INT8_KERNELS): 'auto' exact integer arithmetic where the runtime's fast
+        kernels approximate on this CPU, 'exact' always, 'fast' never (what the runtime does
+        unasked). Backends without such a choice ignore it."""
 
     @abstractmethod
     def set_batch(self, n: int) -> bool:

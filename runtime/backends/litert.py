@@ -92,9 +92,10 @@ class LiteRTBackend(Backend):
 
     @classmethod
     def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None):
+             input_quant=None, output_quant=None, int8_kernels="auto"):
         # input_quant/output_quant (the manifest's copies) are deliberately ignored: a TFLite
         # model carries its own scale and zero point, and those are the ones that are right.
+        # int8_kernels too: LiteRT offers no choice of integer kernels.
         check_flatbuffer(path)
         try:
             it = Interpreter(model_path=os.fspath(path), num_threads=threads)

@@ -3,12 +3,55 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 
 import numpy as np
 import onnxruntime as ort  # ImportError -> MissingRuntime via the registry
 
 from runtime.backends import Backend, TensorSpec, guess_layout
 from runtime.errors import ModelError, one_line
+from runtime.provenance import cpu_flags
+
+# ONNX Runtime's x86 int8 kernels multiply u8 activations by s8 weights with VPMADDUBSW, which
+# adds each pair of products in saturating int16: 255 * 127 * 2 = 64,770 is clamped to 32,767.
+# QDQ models' int8 activations are shifted to u8 on x86, so every fused QLinearConv/MatMul is
+# exposed. Only VNNI (VPDPBUSD) sums in int32; ARM's kernels are exact. The session entry below
+# rewrites the weights to u8 for the slower u8u8 kernels, which do not saturate. Measured on an
+# AVX2-only EPYC, 10-epoch ReLU seed net: int8.onnx top-1 agreement with Keras 90.74 % without
+# it, 98.90 % with it (= the unfused QDQ graph, = LiteRT int8), at ~1.2x the latency
+# (docs/results.md section 4, docs/experiments/ort_saturation.py).
+X64_EXACT = ("session.x64quantprecision", "1")
+_X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
+_VNNI = {"avx512_vnni", "avx_vnni"}
+
+
+def u8s8_saturates(machine: str | None = None, flags: set[str] | None = None) -> bool:
+    """True where ONNX Runtime's default int8 kernels saturate: x86 without VNNI."""
+    m = (platform.machine() if machine is None else machine).lower()
+    return m in _X86 and not (_VNNI & (cpu_flags() if flags is None else flags))
+
+
+def _exact_kernels(int8_kernels: str, saturates: bool) -> bool:
+    return int8_kernels == "exact" or (int8_kernels == "auto" and saturates)
+
+
+def session_options(threads: int = 1, int8_kernels: str = "auto", saturates: bool | None = None):
+    """SessionOptions for one model, and what its int8 arithmetic is ('exact' / 'saturating')."""
+    sat = u8s8_saturates() if saturates is None else saturates
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # warnings about unused initializers are noise on a device
+    exact = _exact_kernels(int8_kernels, sat)
+    if exact:
+        so.add_session_config_entry(*X64_EXACT)
+    return so, ("saturating" if sat and not exact else "exact")
+
+
+def _open(path, so):
+    return ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
            "tensor(double)": np.float64, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
@@ -45,17 +88,24 @@ class OnnxBackend(Backend):
 
     @classmethod
     def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.log_severity_level = 3  # warnings about unused initializers are noise on a device
+             input_quant=None, output_quant=None, int8_kernels="auto"):
+        so, arith = session_options(threads, int8_kernels)
         try:
-            sess = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+            sess = _open(path, so)
         except Exception as e:  # onnxruntime's pybind exceptions share no useful base class
-            raise ModelError(f"ONNX Runtime cannot load it: {one_line(e, with_type=False)}") from None
-        return cls(sess, normalization, layout_hint, input_quant, output_quant)
+            if not _exact_kernels(int8_kernels, u8s8_saturates()):
+                raise ModelError(f"ONNX Runtime cannot load it: {one_line(e, with_type=False)}") from None
+            # The exact kernels' weight rewrite fails on some valid QDQ graphs (ORT 1.32:
+            # "AddInitializedOrtValue Attempt to replace the existing tensor" on a BN-folded
+            # TanhExp net). Run the default kernels then, and let int8_arith say what ran.
+            so, arith = session_options(threads, "fast")
+            try:
+                sess = _open(path, so)
+            except Exception as e2:
+                raise ModelError(f"ONNX Runtime cannot load it: {one_line(e2, with_type=False)}") from None
+        backend = cls(sess, normalization, layout_hint, input_quant, output_quant)
+        backend.int8_arith = arith
+        return backend
 
     def _bind(self) -> None:
         # IO binding skips the feed-dict parsing of sess.run: fewer microseconds per call

@@ -151,3 +151,44 @@ def run_cli(*args, env=None, cwd=REPO, timeout=300) -> subprocess.CompletedProce
     e = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True,
                           text=True, env=e, cwd=cwd, timeout=timeout)
+
+
+# --- an int8 ONNX model that ONNX Runtime's x86 u8s8 kernels get wrong without VNNI ----------
+QDQ_X_SCALE, QDQ_W_SCALE, QDQ_Y_SCALE = 1 / 127, 0.01, 0.3
+
+
+def saturating_qdq_conv(path: Path, seed: int = 0) -> np.ndarray:
+    """Write a QDQ 3x3 conv (NCHW [1,3,8,8] -> [1,2,8,8]) to `path`; return its int8 weights.
+    Output channel 0's weights are all +127, so a bright image makes every pair of u8 x s8
+    products 255 * 127 * 2 > 32,767: what VPMADDUBSW clamps."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(seed)
+    w = np.stack([np.full((3, 3, 3), 127), rng.integers(-127, 128, (3, 3, 3))]).astype(np.int8)
+    const = lambda v, name: numpy_helper.from_array(v, name)  # noqa: E731
+    g = helper.make_graph([
+        helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws", "z"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("QuantizeLinear", ["c", "ys", "z"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "ys", "z"], ["y"]),
+    ], "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [const(np.float32(QDQ_X_SCALE), "xs"), const(np.int8(0), "z"), const(w, "w"),
+         const(np.float32(QDQ_W_SCALE), "ws"), const(np.float32(QDQ_Y_SCALE), "ys")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+    return w
+
+
+def qdq_conv_reference(images: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """What the QDQ graph above specifies, in numpy: uint8 NHWC images (pixels / 255) -> the
+    dequantized int8 outputs, flattened per image in NCHW order."""
+    q = lambda v, s: np.clip(np.rint(v / s), -128, 127)  # noqa: E731  (round half to even, as ONNX)
+    x = q(images.astype(np.float64) / 255, QDQ_X_SCALE).transpose(0, 3, 1, 2) * QDQ_X_SCALE
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    c = sum(np.einsum("nchw,kc->nkhw", xp[:, :, i:i + 8, j:j + 8], w[:, :, i, j] * QDQ_W_SCALE)
+            for i in range(3) for j in range(3))
+    return (q(c, QDQ_Y_SCALE) * QDQ_Y_SCALE).reshape(len(images), -1)

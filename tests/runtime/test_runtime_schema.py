@@ -10,7 +10,7 @@ ROW_KEYS = [
     "parity_accuracy", "agreement_ref", "mean_abs_diff_ref", "max_abs_diff_ref", "load_ms",
     "latency_runs", "latency_ms_mean", "latency_ms_std", "latency_ms_min", "latency_ms_p50",
     "latency_ms_p90", "latency_ms_p99", "latency_ms_max", "bare_ms_p50", "overhead_pct",
-    "throughput_batch", "throughput_ips", "peak_rss_mb", "model_rss_mb", "error",
+    "throughput_batch", "throughput_ips", "peak_rss_mb", "model_rss_mb", "int8_arith", "error",
 ]
 
 
@@ -44,6 +44,8 @@ def test_rows_types_and_values(bench_json):
         assert r["peak_rss_mb"] > r["model_rss_mb"] >= 0 and r["load_ms"] > 0
         assert isinstance(r["overhead_pct"], float) and r["bare_ms_p50"] > 0
         assert r["input_shape"][1:] == [32, 32, 3] and r["input_layout"] == "NHWC"
+        # default --int8-kernels auto: never the saturating kernels; LiteRT makes no claim
+        assert r["int8_arith"] == ("exact" if r["format"] == "onnx" else None)
     f32 = [r for r in bench_json["rows"] if r["mode"] == "float32"]
     assert all(r["agreement_ref"] == 1.0 and r["max_abs_diff_ref"] <= 1e-5 for r in f32)
     assert len({r["accuracy"] for r in f32}) == 1
