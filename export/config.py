@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from export.errors import BadInput
 
 OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
+# ONNX static int8 activation type: uint8 by default because ONNX Runtime's x86 optimizer turns
+# int8 activations into uint8 pairwise (QDQS8ToU8), and skips a Q whose output feeds several
+# DequantizeLinear nodes (TanhExp uses its input three times). The conv before it then has a uint8
+# input and an int8 output, so it is not fused into QLinearConv and runs as float between Q/DQ
+# (docs/results.md section 4). Same 256 levels of the same range: same accuracy.
+ONNX_ACTIVATIONS = ("uint8", "int8")
 QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
 
@@ -38,6 +44,7 @@ class ExportConfig:
     per_channel: bool = True               # ONNX static int8: per-channel weight scales
     opset: int = 17
     onnx_calib_percentile: float | None = None  # ONNX static int8: None -> min/max ranges, else this percentile
+    onnx_activations: str = "uint8"        # ONNX static int8: activation type (ONNX_ACTIVATIONS)
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
     qat_batch_size: int = 100
@@ -67,6 +74,8 @@ class ExportConfig:
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),
             (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
             (pct_error is None, pct_error),
+            (self.onnx_activations in ONNX_ACTIVATIONS,
+             f"--onnx-activations must be one of {', '.join(ONNX_ACTIVATIONS)}, got {self.onnx_activations!r}"),
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
             (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),

@@ -96,8 +96,8 @@ class OnnxBackend(Backend):
             if not _exact_kernels(int8_kernels, u8s8_saturates()):
                 raise ModelError(f"ONNX Runtime cannot load it: {one_line(e, with_type=False)}") from None
             # The exact kernels' weight rewrite fails on some valid QDQ graphs (ORT 1.32:
-            # "AddInitializedOrtValue Attempt to replace the existing tensor" on a BN-folded
-            # TanhExp net). Run the default kernels then, and let int8_arith say what ran.
+            # "AddInitializedOrtValue Attempt to replace the existing tensor" on TanhExp nets
+            # exported with int8 activations). Run the default kernels then; int8_arith says so.
             so, arith = session_options(threads, "fast")
             try:
                 sess = _open(path, so)

@@ -94,8 +94,8 @@ def _entry_set(so) -> bool:
 
 
 def test_exact_kernels_that_fail_to_build_fall_back(qdq, monkeypatch):
-    # ORT 1.32's exact-kernel rewrite fails on some valid graphs (tests/export/test_bn_fold.py's
-    # BN-folded TanhExp net): the bench must still measure the model and say which arithmetic ran
+    # ORT 1.32's exact-kernel rewrite fails on some valid graphs (TanhExp nets exported with
+    # --onnx-activations int8): the bench must still measure the model and say which arithmetic ran
     import runtime.backends.onnxrt as onnxrt
     real, tried = onnxrt._open, []
 
