@@ -189,8 +189,8 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
         t0 = time.perf_counter()
         backend = cls.load(art.path, cfg.threads, job.normalization, art.layout,
                            art.input_quant, art.output_quant, cfg.int8_kernels)
-        row["int8_arith"] = backend.int8_arith
         row["load_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        row["int8_arith"] = backend.int8_arith
         row.update(input_dtype=np.dtype(backend.input.dtype).name, input_layout=backend.layout,
                    input_shape=[d if d is not None else -1 for d in backend.input.shape])
         x = data.x if data.x is not None else synthetic(backend.image_shape, cfg)

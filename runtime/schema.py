@@ -45,8 +45,8 @@ ROW_FIELDS: dict[str, tuple[tuple, str]] = {
     "throughput_ips": (_num, "images per second at throughput_batch"),
     "peak_rss_mb": (_num, "peak resident memory of the measuring process, MiB"),
     "model_rss_mb": (_num, "peak RSS minus RSS before loading the model, MiB"),
-    "int8_arith": ((str,), "exact | saturating (ONNX Runtime's u8s8 kernels on x86 without VNNI, "
-                   "--int8-kernels fast); null: the runtime makes no such choice (LiteRT)"),
+    "int8_arith": ((str,), "exact | saturating (ONNX Runtime's u8s8 kernels on x86 without VNNI: "
+                   "--int8-kernels fast, or exact ones it could not build); null: the runtime makes no such choice (LiteRT)"),
     "error": ((str,), "one line; set: the model was not (fully) measured"),
 }
 

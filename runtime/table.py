@@ -64,6 +64,7 @@ def bench_summary(doc: dict) -> str:
             out.append(f"NOTE {r['file']}: accuracy {r['accuracy']:.4f} differs from the "
                        f"export parity {r['parity_accuracy']:.4f}")
         if not r["error"] and r.get("int8_arith") == "saturating" and r.get("mode") not in ("float32", "float16"):
-            out.append(f"NOTE {r['file']}: ran ONNX Runtime's saturating int8 kernels (x86 without "
-                       "VNNI); its answers are the runtime's, not the model's (--int8-kernels auto)")
+            out.append(f"NOTE {r['file']}: ran ONNX Runtime's saturating int8 kernels (x86 without VNNI: "
+                       "--int8-kernels fast, or its exact ones failed to build for this graph); its "
+                       "answers are the runtime's, not the model's")
     return "\n".join(out)
