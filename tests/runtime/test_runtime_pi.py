@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt_helpers import REPO, run_cli
+from rt_helpers import QDQ_Y_SCALE, REPO, qdq_conv_reference, run_cli, saturating_qdq_conv
 
 # CI lays shared/ beside the clone, as the developers have it: ../shared/tools/pi-python
 TOOL = Path(os.environ.get("PI_PYTHON", REPO.parent / "shared" / "tools" / "pi-python"))
@@ -76,3 +76,27 @@ def test_emulated_pi_agrees_with_x86(tiny_bundle, x86, tmp_path, pi):
             assert np.abs(p - q).max() <= 1e-5
             assert got["accuracy"] == want["accuracy"]
             assert got["agreement_ref"] == want["agreement_ref"]
+
+
+def test_emulated_pi_int8_onnx_is_exact(tmp_path):
+    # ARM's int8 kernels sum in int32: the conv built to saturate x86's u8s8 pairs must give
+    # what the QDQ graph specifies (numpy), with no session option asked for
+    model = tmp_path / "conv_int8.onnx"
+    w = saturating_qdq_conv(model)
+    images = np.random.default_rng(1).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    images[0] = 255
+    np.savez(tmp_path / "d.npz", x=images)
+    env = {**os.environ, "PI": "5", "PI_PATH": str(REPO)}
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([str(TOOL), "-m", "runtime.bench", "--model", str(model), "--data", str(tmp_path / "d.npz"),
+                        "--batch", "1", "--runs", "2", "--warmup", "0", "--no-progress", "--int8-kernels", "fast",
+                        "--json", str(tmp_path / "r.json"), "--save-probs", str(tmp_path / "p.npz")],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc, probs = _load(tmp_path)
+    (row,) = doc["rows"]
+    assert doc["provenance"]["device"]["arch"] == "aarch64"
+    assert row["error"] is None and row["int8_arith"] == "exact"
+    got, ref = probs[row["file"]], qdq_conv_reference(images, w)
+    assert np.abs(got - ref).max() <= QDQ_Y_SCALE + 1e-5 and np.mean(np.abs(got - ref) > 1e-5) < 0.02
+    assert np.abs(got[0] - ref[0]).max() <= QDQ_Y_SCALE + 1e-5  # the image that saturates on x86
