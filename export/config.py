@@ -17,7 +17,7 @@ OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
 # DequantizeLinear nodes (TanhExp uses its input three times). The conv before it then has a uint8
 # input and an int8 output, so it is not fused into QLinearConv and runs as float between Q/DQ
 # (docs/results.md section 4). Same 256 levels of the same range: same accuracy.
-ONNX_ACTIVATIONS = ("uint8", "int8")
+ONNX_ACTIVATIONS = {"uint8": "QUInt8", "int8": "QInt8"}  # -> onnxruntime.quantization.QuantType
 QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
 

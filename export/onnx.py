@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.config import onnx_ranges
+from export.config import ONNX_ACTIVATIONS, onnx_ranges
 from export.run import OFFSET, SCALE, io_description, layout_of
 
 SUFFIX = ".onnx"
@@ -197,7 +197,7 @@ def int8(job, out: Path) -> dict:
     # on the seed net it changed nothing beyond noise, so min/max stays the default.
     ranges = {} if pct is None else dict(calibrate_method=CalibrationMethod.Percentile,
                                          extra_options={"CalibPercentile": pct})
-    act = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[job.cfg.onnx_activations]
+    act = getattr(QuantType, ONNX_ACTIVATIONS[job.cfg.onnx_activations])
     quantize_static(str(_preprocessed(job, "int8")), str(tmp), reader, quant_format=QuantFormat.QDQ,
                     activation_type=act, weight_type=QuantType.QInt8,
                     per_channel=job.cfg.per_channel, **ranges)

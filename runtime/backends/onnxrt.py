@@ -89,20 +89,20 @@ class OnnxBackend(Backend):
     @classmethod
     def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
              input_quant=None, output_quant=None, int8_kernels="auto"):
-        so, arith = session_options(threads, int8_kernels)
-        try:
-            sess = _open(path, so)
-        except Exception as e:  # onnxruntime's pybind exceptions share no useful base class
-            if not _exact_kernels(int8_kernels, u8s8_saturates()):
-                raise ModelError(f"ONNX Runtime cannot load it: {one_line(e, with_type=False)}") from None
-            # The exact kernels' weight rewrite fails on some valid QDQ graphs (ORT 1.32:
-            # "AddInitializedOrtValue Attempt to replace the existing tensor" on TanhExp nets
-            # exported with int8 activations). Run the default kernels then; int8_arith says so.
-            so, arith = session_options(threads, "fast")
+        sat = u8s8_saturates()
+        # The exact kernels' weight rewrite fails on some valid QDQ graphs (ORT 1.32:
+        # "AddInitializedOrtValue Attempt to replace the existing tensor" on TanhExp nets
+        # exported with int8 activations): then the default kernels, and int8_arith says so.
+        tries = [int8_kernels] + (["fast"] if _exact_kernels(int8_kernels, sat) else [])
+        for kernels in tries:
+            so, arith = session_options(threads, kernels, sat)
             try:
                 sess = _open(path, so)
-            except Exception as e2:
-                raise ModelError(f"ONNX Runtime cannot load it: {one_line(e2, with_type=False)}") from None
+                break
+            except Exception as e:  # onnxruntime's pybind exceptions share no useful base class
+                error = e
+        else:
+            raise ModelError(f"ONNX Runtime cannot load it: {one_line(error, with_type=False)}") from None
         backend = cls(sess, normalization, layout_hint, input_quant, output_quant)
         backend.int8_arith = arith
         return backend
