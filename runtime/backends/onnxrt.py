@@ -14,12 +14,13 @@ from runtime.provenance import cpu_flags
 
 # ONNX Runtime's x86 int8 kernels multiply u8 activations by s8 weights with VPMADDUBSW, which
 # adds each pair of products in saturating int16: 255 * 127 * 2 = 64,770 is clamped to 32,767.
-# QDQ models' int8 activations are shifted to u8 on x86, so every fused QLinearConv/MatMul is
-# exposed. Only VNNI (VPDPBUSD) sums in int32; ARM's kernels are exact. The session entry below
-# rewrites the weights to u8 for the slower u8u8 kernels, which do not saturate. Measured on an
-# AVX2-only EPYC, 10-epoch ReLU seed net: int8.onnx top-1 agreement with Keras 90.74 % without
-# it, 98.90 % with it (= the unfused QDQ graph, = LiteRT int8), at ~1.2x the latency
-# (docs/results.md section 4, docs/experiments/ort_saturation.py).
+# Export writes u8 activations (int8 ones are shifted to u8 on x86), so every fused
+# QLinearConv/MatMul is exposed. Only VNNI (VPDPBUSD) sums in int32; ARM's kernels are exact.
+# The session entry below rewrites the weights to u8 for the slower u8u8 kernels, which do not
+# saturate. Measured on an AVX2-only EPYC, 10-epoch seed nets: int8.onnx top-1 agreement with
+# Keras 90.74 % without it for ReLU and TanhExp alike, 98.90 % / 97.89 % with it (= the unfused
+# QDQ graph, = LiteRT int8), at 1.0-1.5x the latency (docs/results.md section 4,
+# docs/experiments/ort_saturation.py).
 X64_EXACT = ("session.x64quantprecision", "1")
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
 _VNNI = {"avx512_vnni", "avx_vnni"}
