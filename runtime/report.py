@@ -76,7 +76,9 @@ def merge(docs: list[dict]) -> list[dict]:
             raise BenchError(f"label {label!r} names two machines ({diff}) in {first[1]} and "
                              f"{doc.get('_path', '?')}: bench each with its own --label")
         doc["_label"] = label
-        rows += [{**r, "device": label, "act": (r.get("act") or "?").lower()} for r in doc["rows"]]
+        emulated = "emulated" in str(dev.get("cpu") or "").lower()  # e.g. shared/tools/pi-python
+        rows += [{**r, "device": label, "act": (r.get("act") or "?").lower(), "_emulated": emulated}
+                 for r in doc["rows"]]
     return rows
 
 
@@ -124,6 +126,53 @@ def float_deltas(rows: list[dict]) -> list[dict]:
     return out
 
 
+# An int8 model may lose this much test accuracy against its float model (issue 5's bound).
+MAX_DROP_PT = 0.5
+# Below this many test images one image moves accuracy by more than 0.1 pt: too coarse to
+# tell a 0.5-pt loss from noise.
+MIN_IMAGES = 1000
+
+
+def ship(rows: list[dict], max_drop_pt: float = MAX_DROP_PT, min_images: int = MIN_IMAGES) -> list[dict]:
+    """What to deploy on each device, per activation and architecture: the fastest model
+    (single-image p50) whose test accuracy is at most `max_drop_pt` points below the best
+    float32 build's on the same device. The answer is the device's own: on an x86 CPU without
+    VNNI it is a float32 model, on an ARM board an int8 one (docs/results.md section 4)."""
+    groups = {}
+    for r in rows:
+        if not r.get("error"):
+            groups.setdefault((r["device"], r["act"], r.get("arch")), []).append(r)
+    out = []
+    for (dev, act, arch), rs in groups.items():
+        d = {"device": dev, "act": act, "arch": arch, "pick": None, "latency_ms_p50": None,
+             "speedup": None, "accuracy": None, "acc_delta_pp": None, "agreement_ref": None, "why": ""}
+        timed = [r for r in rs if r.get("accuracy") is not None and r.get("latency_ms_p50")]
+        floats = [r for r in timed if r.get("mode") == "float32"]
+        n = min((r.get("count") or 0) for r in rs)
+        if any(r.get("_emulated") for r in rs):
+            d["why"] = "emulated CPU: its timings mean nothing"
+        elif not floats:
+            d["why"] = "no float32 build measured to compare with"
+        elif n < min_images:
+            d["why"] = f"{n} test images: too few to tell a {max_drop_pt:g}-pt loss"
+        else:
+            best = max(r["accuracy"] for r in floats)
+            fastest_float = min(r["latency_ms_p50"] for r in floats)
+            ok = [r for r in timed if (best - r["accuracy"]) * 100 <= max_drop_pt + 1e-9]
+            pick = min(ok, key=lambda r: r["latency_ms_p50"])  # a float32 build always qualifies
+            d.update(pick=f"{pick.get('mode')}.{pick['format']}", latency_ms_p50=pick["latency_ms_p50"],
+                     speedup=fastest_float / pick["latency_ms_p50"], accuracy=pick["accuracy"],
+                     acc_delta_pp=(pick["accuracy"] - best) * 100, agreement_ref=pick["agreement_ref"])
+            f32 = {r["format"]: r["latency_ms_p50"] for r in floats}
+            slower = [(r["format"], r["latency_ms_p50"] / f32[r["format"]]) for r in timed
+                      if r.get("mode") == "int8" and r["latency_ms_p50"] > f32.get(r["format"], float("inf"))]
+            if slower:  # worth saying: int8 is what one would expect to ship
+                d["why"] = "int8 slower than float32 here: " + ", ".join(
+                    f"int8.{fmt} {x:.2f}x float32.{fmt}" for fmt, x in slower)
+        out.append(d)
+    return out
+
+
 DEVICE_COLS = [("device", "device", ""), ("cpu", "cpu", ""), ("arch", "arch", ""),
                ("isa", "isa", ""), ("cores", "cores", "d"), ("threads", "threads", "d"), ("images", "images", "d"),
                ("runtimes", "runtimes", ""), ("git", "git", ""), ("source", "source run", "")]
@@ -139,6 +188,10 @@ PAIR_COLS = [("device", "device", ""), ("arch", "arch", ""), ("format", "fmt", "
              ("tanhexp_p50", "TanhExp p50 ms", ".3f"), ("latency_ratio", "latency ratio", ".2f"),
              ("throughput_ratio", "throughput ratio", ".2f"), ("relu_acc", "ReLU acc", ".4f"),
              ("tanhexp_acc", "TanhExp acc", ".4f"), ("acc_delta", "\u0394acc", "+.4f")]
+SHIP_COLS = [("device", "device", ""), ("act", "act", ""), ("arch", "arch", ""), ("pick", "ship", ""),
+             ("latency_ms_p50", "p50 ms", ".3f"), ("speedup", "speed-up vs float32", ".2f"),
+             ("accuracy", "acc", ".4f"), ("acc_delta_pp", "\u0394acc vs float32 (pp)", "+.2f"),
+             ("agreement_ref", "agreement vs Keras", ".4f"), ("why", "note", "")]
 DELTA_COLS = [("device", "device", ""), ("act", "act", ""), ("arch", "arch", ""),
               ("format", "fmt", ""), ("mode", "mode", ""), ("accuracy", "acc", ".4f"),
               ("acc_delta_pp", "\u0394acc vs float32 (pp)", "+.2f"),
@@ -159,8 +212,8 @@ def _device_row(doc: dict) -> dict:
             "source": src.get("dir") or "-"}
 
 
-def render(docs: list[dict], rows: list[dict], plots: dict[str, str]) -> str:
-    pairs, deltas = act_pairs(rows), float_deltas(rows)
+def render(docs: list[dict], rows: list[dict], plots: dict[str, str], max_drop_pt: float = MAX_DROP_PT) -> str:
+    pairs, deltas, picks = act_pairs(rows), float_deltas(rows), ship(rows, max_drop_pt)
     ok = [r for r in rows if not r.get("error")]
     img = lambda key, alt: [f"![{alt}]({plots[key]})", ""] if key in plots else []
     md = ["# Edge benchmark report", "",
@@ -169,6 +222,12 @@ def render(docs: list[dict], rows: list[dict], plots: dict[str, str]) -> str:
           "Latency is one image per call (p50/p90, ms), throughput is batched (images/s); "
           "see docs/runtime.md for what each number covers.", "",
           "## Devices", "", markdown_table([_device_row(d) for d in docs], DEVICE_COLS), "",
+          "## What to ship", "",
+          f"Per device: the fastest model (single-image p50) whose test accuracy is within "
+          f"{max_drop_pt:g} points of the best float32 build's there (`--max-drop`). Speed-up is "
+          "against the device's fastest float32 build. One run's p50s: a gap of a few percent "
+          "may be noise, so rerun the bench before acting on a close call.", "",
+          markdown_table(picks, SHIP_COLS) if picks else "No model was measured.", "",
           "## Results", "", markdown_table(ok, RESULT_COLS) if ok else "No model was measured.", "",
           *img("latency_vs_accuracy", "latency vs accuracy"),
           "## TanhExp vs ReLU", ""]
@@ -190,7 +249,7 @@ def render(docs: list[dict], rows: list[dict], plots: dict[str, str]) -> str:
     return "\n".join(md)
 
 
-def write_report(paths, out_dir, with_plots: bool = True) -> Path:
+def write_report(paths, out_dir, with_plots: bool = True, max_drop_pt: float = MAX_DROP_PT) -> Path:
     docs = load_results(paths)
     rows = merge(docs)
     out = Path(out_dir)
@@ -207,7 +266,7 @@ def write_report(paths, out_dir, with_plots: bool = True) -> Path:
             if with_plots:
                 from runtime import plots as P  # matplotlib lives behind this import
                 plots = P.draw_all(rows, act_pairs(rows), float_deltas(rows), stage)
-            write_text(stage / "report.md", render(docs, rows, plots))
+            write_text(stage / "report.md", render(docs, rows, plots, max_drop_pt))
             for f in sorted(stage.iterdir()):
                 os.replace(f, out / f.name)
     except BaseException:
@@ -223,9 +282,14 @@ def main(argv=None) -> int:
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="edge-bench/1 files")
     p.add_argument("--out", required=True, metavar="DIR", help="where report.md and PNGs go")
     p.add_argument("--no-plots", action="store_true", help="markdown only (no matplotlib needed)")
+    p.add_argument("--max-drop", type=float, default=MAX_DROP_PT, metavar="PT",
+                   help="'What to ship' takes the fastest model within PT accuracy points of "
+                        f"float32 (default {MAX_DROP_PT:g})")
     a = p.parse_args(argv)
+    if not 0 <= a.max_drop < 100:
+        p.error(f"--max-drop must be in [0, 100) points, got {a.max_drop:g}")
     try:
-        path = write_report(a.results, a.out, not a.no_plots)
+        path = write_report(a.results, a.out, not a.no_plots, a.max_drop)
     except BenchError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

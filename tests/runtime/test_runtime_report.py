@@ -72,3 +72,52 @@ def test_report_one_label_is_one_machine(bench_json, tmp_path):
     md = (tmp_path / "o" / "report.md").read_text()
     devices = md.split("## Devices")[1].split("##")[0]
     assert "| isa |" in devices and "| avx avx2 fma |" in devices and "avx512_vnni |" in devices
+
+
+def _row(dev, fmt, mode, acc, p50, count=10000, emulated=False, error=None, act="relu"):
+    return {"device": dev, "act": act, "arch": "tiny", "format": fmt, "mode": mode, "accuracy": acc,
+            "latency_ms_p50": p50, "agreement_ref": 0.99, "count": count, "_emulated": emulated,
+            "error": error}
+
+
+def test_ship_picks_the_fastest_model_within_the_drop():
+    from runtime.report import ship
+    rows = [_row("arm", "tflite", "float32", 0.700, 0.100), _row("arm", "onnx", "float32", 0.701, 0.080),
+            _row("arm", "tflite", "int8", 0.698, 0.040),       # 0.3 pt below the best float32: ok
+            _row("arm", "tflite", "dynamic", 0.690, 0.020),    # 1.1 pt below: too far at 0.5
+            _row("arm", "onnx", "int8", 0.700, 0.010, error="crashed"),  # failed rows never win
+            _row("avx2", "tflite", "float32", 0.700, 0.100), _row("avx2", "tflite", "int8", 0.699, 0.150)]
+    got = {d["device"]: d for d in ship(rows)}
+    arm = got["arm"]
+    assert arm["pick"] == "int8.tflite" and arm["latency_ms_p50"] == 0.040
+    assert abs(arm["speedup"] - 0.080 / 0.040) < 1e-9            # against the fastest float32
+    assert abs(arm["acc_delta_pp"] - (0.698 - 0.701) * 100) < 1e-9  # against the best float32
+    assert arm["why"] == ""
+    assert {d["device"]: d["pick"] for d in ship(rows, max_drop_pt=1.2)}["arm"] == "dynamic.tflite"
+    avx2 = got["avx2"]  # int8 slower than float32: float32 ships, and the note says why int8 did not
+    assert avx2["pick"] == "float32.tflite" and avx2["speedup"] == 1.0
+    assert avx2["why"] == "int8 slower than float32 here: int8.tflite 1.50x float32.tflite"
+
+
+def test_ship_declines_where_the_numbers_cannot_decide():
+    from runtime.report import ship
+    rows = [_row("pi", "tflite", "float32", 0.7, 30.0, count=100, emulated=True),
+            _row("pi", "tflite", "int8", 0.7, 3.0, count=100, emulated=True),
+            _row("few", "tflite", "float32", 0.7, 0.1, count=100), _row("few", "tflite", "int8", 0.7, 0.05, count=100),
+            _row("nofloat", "tflite", "int8", 0.7, 0.05)]
+    got = {d["device"]: d for d in ship(rows)}
+    assert all(d["pick"] is None and d["speedup"] is None for d in got.values())
+    assert got["pi"]["why"] == "emulated CPU: its timings mean nothing"
+    assert got["few"]["why"] == "100 test images: too few to tell a 0.5-pt loss"
+    assert got["nofloat"]["why"] == "no float32 build measured to compare with"
+
+
+def test_report_what_to_ship_section_and_max_drop(bench_json, tmp_path):
+    f = _write(tmp_path, bench_json, "x86", "x86-test")
+    r = run_cli("runtime.report", f, "--out", tmp_path / "o", "--no-plots", "--max-drop", "-1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--max-drop must be in [0, 100)" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = run_cli("runtime.report", f, "--out", tmp_path / "o", "--no-plots", "--max-drop", "2")
+    assert r.returncode == 0, r.stderr
+    section = (tmp_path / "o" / "report.md").read_text().split("## What to ship")[1].split("\n## ")[0]
+    assert "within 2 points" in section and "| x86-test |" in section
