@@ -326,12 +326,38 @@ def report_cases():
         bad("result-rows-not-objects", lambda d: d.update(rows=[1, 2]), r"a\.json.*row"),
         bad("result-row-missing-keys", lambda d: d.update(rows=[{"file": "x.tflite"}]), r"a\.json.*row"),
         bad("result-row-wrong-types", lambda d: d["rows"][0].update(latency_ms_p50="fast"), r"a\.json.*latency_ms_p50"),
+        R("max-drop-negative", [*REPORT, "--max-drop", "-1"], r"--max-drop must be in \[0, 100\)"),
+        R("max-drop-not-a-number", [*REPORT, "--max-drop", "lots"], r"--max-drop.*'lots'"),
         R("out-is-a-file", ["{d}/a.json", "--out", "{d}/a.json"], r"a\.json"),
         R("out-read-only", ["{d}/a.json", "--out", "{d}/report"], r"report.*([Rr]ead-only|ermission)",
           steps(EARLIER_REPORT, readonly("report"))),
         R("out-disk-full", ["{d}/a.json", "--out", "{d}/full"], DISK_FULL,
           steps(fx("result.json", "a.json"), full("full", 8, then=[lambda c: earlier_report(c, "full")])),
           what="--out on a full disk holding an earlier report"),
+    ]
+
+
+def profile_cases():
+    P = maker("profile", "runtime.profile", steps())
+    model = steps(put("m.tflite", GARBAGE))
+    return [
+        P("no-arguments", [], r"required"),
+        P("model-missing", ["{d}/nope.tflite"], r"model not found: .*nope\.tflite"),
+        P("model-is-a-folder", ["{d}/dir.tflite"], r"dir\.tflite is a folder", steps(put("dir.tflite/x", "x"))),
+        P("model-wrong-suffix", ["{d}/notes.txt"], r"notes\.txt: not a \.tflite or \.onnx file",
+          steps(put("notes.txt", "hello"))),
+        P("model-garbage-tflite", ["{d}/m.tflite"], r"not a TFLite model", model),
+        P("model-garbage-onnx", ["{d}/m.onnx"], r"ONNX Runtime cannot load it", steps(put("m.onnx", GARBAGE))),
+        P("model-unreadable", ["{d}/m.tflite"], r"cannot read .*m\.tflite.*ermission",
+          steps(put("m.tflite", GARBAGE), unreadable("m.tflite"))),
+        P("runs-zero", ["{d}/m.tflite", "--runs", "0"], r"--runs.*must be >= 1", model),
+        P("runs-not-int", ["{d}/m.tflite", "--runs", "many"], r"--runs.*'many'", model),
+        P("threads-negative", ["{d}/m.tflite", "--threads", "-2"], r"--threads.*must be >= 1", model),
+        P("unknown-option", ["{d}/m.tflite", "--kernels", "xnnpack"], r"unrecognized arguments: --kernels", model),
+        P("json-read-only", ["{d}/m.tflite", "--json", "{d}/ro/p.json"], r"ro/p\.json.*([Rr]ead-only|ermission)",
+          steps(put("m.tflite", GARBAGE), put("ro/p.json", "{}"), readonly("ro"))),
+        P("json-is-a-folder", ["{d}/m.tflite", "--json", "{d}/out"], r"out.*(s a directory|folder)",
+          steps(put("m.tflite", GARBAGE), put("out/x", "x"))),
     ]
 
 
@@ -445,8 +471,8 @@ def study_cases():
 
 
 def all_cases() -> list[Case]:
-    cases = [*train_cases(), *export_cases(), *bench_cases(), *report_cases(), *speed_cases(),
-             *lowering_cases(), *study_cases()]
+    cases = [*train_cases(), *export_cases(), *bench_cases(), *report_cases(), *profile_cases(),
+             *speed_cases(), *lowering_cases(), *study_cases()]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names must be unique"
     return cases

@@ -48,6 +48,9 @@ PROGRESS = [re.compile(p) for p in (
     r"^\S+: test accuracy \d", r"^\S+: already trained ",     # train/loop.py, end of a run
     r"^\[\d+/\d+\] \S+$", r"^  \$ python -m ", r"^  (train|export \w+|bench): done$",  # study/run.py
 )]
+# Files a library writes for itself, not a CLI's output: `import onnxruntime` (1.32) keeps its
+# telemetry session id in $TMPDIR/.ses (51 bytes), created once and reused by every later import.
+NOT_OURS = {"tmp/.ses"}
 TEMP_NAMES = ("*.tmp", ".*.tmp", "*.partial*", ".write-test.*", "edgecnn-export-*", "edge-bench-*",
               "*_temp", "*tempstate*", ".report-*")
 
@@ -267,6 +270,8 @@ def judge(case: Case, rc: int, stderr: str, before: dict, after: dict) -> tuple[
         elif after[rel] != v:
             problems.append(f"changed: {rel}")
     for rel in sorted(set(after) - set(before)):
+        if rel in NOT_OURS:
+            continue
         temp = rel.startswith("tmp/") or any(fnmatch.fnmatch(os.path.basename(rel), t) for t in TEMP_NAMES)
         if temp or not any(fnmatch.fnmatch(rel, g) for g in case.allow_new):
             problems.append(f"left behind: {rel}")

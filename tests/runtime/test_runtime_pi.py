@@ -100,3 +100,20 @@ def test_emulated_pi_int8_onnx_is_exact(tmp_path):
     got, ref = probs[row["file"]], qdq_conv_reference(images, w)
     assert np.abs(got - ref).max() <= QDQ_Y_SCALE + 1e-5 and np.mean(np.abs(got - ref) > 1e-5) < 0.02
     assert np.abs(got[0] - ref[0]).max() <= QDQ_Y_SCALE + 1e-5  # the image that saturates on x86
+
+
+@pytest.mark.parametrize("name", ["int8.tflite", "float32.onnx"])
+def test_emulated_pi_profiles_a_model(tiny_bundle, tmp_path, name):
+    """runtime.profile works with what a Pi installs: LiteRT's flatbuffer tools for the prefix
+    models of a .tflite file, ONNX Runtime's profiler for a .onnx one."""
+    env = {**os.environ, "PI": "5", "PI_PATH": str(REPO)}
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([str(TOOL), "-m", "runtime.profile", str(tiny_bundle / name), "--runs", "5",
+                        "--json", str(tmp_path / "p.json")], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["provenance"]["device"]["arch"] == "aarch64"
+    ops = {row["block"] for row in doc["rows"]}
+    assert ("CONV_2D" in ops) if name.endswith(".tflite") else (ops & {"Conv", "FusedConv"})
+    assert sum(row["share"] for row in doc["rows"]) == pytest.approx(100)
