@@ -182,6 +182,17 @@ class _Reader:
         self.i = 0
 
 
+def float_island(model) -> list[str]:
+    """Names of the nodes that compute TanhExp in float (the `naive` lowering: Exp, Tanh and the
+    Mul that takes a Tanh's output), for quantize_static to leave unquantized: the activation
+    then runs as one DequantizeLinear, three float ops and one QuantizeLinear (export/lowering.py,
+    FORMAT_DEFAULTS). Empty for a model without TanhExp."""
+    nodes = model.graph.node
+    tanh_out = {o for n in nodes if n.op_type == "Tanh" for o in n.output}
+    return [n.name for n in nodes if n.op_type in ("Exp", "Tanh")
+            or (n.op_type == "Mul" and tanh_out.intersection(n.input))]
+
+
 def int8(job, out: Path) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -198,14 +209,16 @@ def int8(job, out: Path) -> dict:
     ranges = {} if pct is None else dict(calibrate_method=CalibrationMethod.Percentile,
                                          extra_options={"CalibPercentile": pct})
     act = getattr(QuantType, ONNX_ACTIVATIONS[job.cfg.onnx_activations])
-    quantize_static(str(_preprocessed(job, "int8")), str(tmp), reader, quant_format=QuantFormat.QDQ,
+    pre = _preprocessed(job, "int8")
+    island = float_island(_onnx().load(str(pre)))
+    quantize_static(str(pre), str(tmp), reader, quant_format=QuantFormat.QDQ,
                     activation_type=act, weight_type=QuantType.QInt8,
-                    per_channel=job.cfg.per_channel, **ranges)
+                    per_channel=job.cfg.per_channel, nodes_to_exclude=island, **ranges)
     _finish(tmp, out)
     return {**_extras(job, "int8"), "calibration": {**job.calibration_info(),
                                                     "ranges": onnx_ranges(pct)},
             "quantization_scheme": {"format": "QDQ", "activations": job.cfg.onnx_activations, "weights": "int8",
-                             "per_channel": job.cfg.per_channel}}
+                                    "per_channel": job.cfg.per_channel, "float_nodes": len(island)}}
 
 
 # --- reading a converted file back -------------------------------------------------------
