@@ -180,24 +180,15 @@ def profile(path, threads: int = 1, runs: int = 2000) -> dict:
             "total_us": total, "rows": rows}
 
 
-def _count(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {v}")
-    return v
-
-
 def main(argv=None) -> int:
+    from runtime.bench import _count  # the bench's positive-integer option type
     p = argparse.ArgumentParser(prog="python -m runtime.profile", description=__doc__.split("\n\n")[0],
                                 epilog="TFLite: ops grouped into blocks (a convolution, its activation, a pool...), "
                                        "each costed by prefix models; ONNX: every node, from ONNX Runtime's profiler.")
     p.error = lambda msg: (print(f"error: {msg} (see --help)", file=sys.stderr), sys.exit(2))
     p.add_argument("model", help="a .tflite or .onnx file")
-    p.add_argument("--threads", type=_count, default=1, help="runtime threads (1)")
-    p.add_argument("--runs", type=_count, default=2000, help="timed calls per prefix model / profiled runs (2000)")
+    p.add_argument("--threads", type=_count(), default=1, help="runtime threads (1)")
+    p.add_argument("--runs", type=_count(), default=2000, help="timed calls per prefix model / profiled runs (2000)")
     p.add_argument("--json", metavar="PATH", help="write the edge-profile/1 document here")
     a = p.parse_args(argv)
     try:

@@ -136,8 +136,8 @@ MIN_IMAGES = 1000
 def ship(rows: list[dict], max_drop_pt: float = MAX_DROP_PT, min_images: int = MIN_IMAGES) -> list[dict]:
     """What to deploy on each device, per activation and architecture: the fastest model
     (single-image p50) whose test accuracy is at most `max_drop_pt` points below the best
-    float32 build's on the same device. The answer is the device's own: on an x86 CPU without
-    VNNI it is a float32 model, on an ARM board an int8 one (docs/results.md section 4)."""
+    float32 build's on the same device. The answer is the device's own: on the AVX-512 VNNI
+    EPYC it was int8.tflite, on an AVX2-only x86 a float32 model (docs/results.md section 4)."""
     groups = {}
     for r in rows:
         if not r.get("error"):
