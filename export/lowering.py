@@ -194,7 +194,7 @@ DEFAULTS = {"float32": "bounded3", "float16": "bounded3", "dynamic": "bounded3",
 # rounding to int8: 56 % of TanhExp int8.onnx's time (runtime.profile). Instead the exact float
 # formula is left unquantized between the int8 convolutions (export/onnx.py, `float_island`):
 # one DequantizeLinear, Exp, Tanh, Mul, one QuantizeLinear. Validation split, 10-epoch seed net,
-# AVX2 x86: 31 nodes against 60, agreement 97.92 vs 97.78 %, p50 1.36-1.62x faster
+# AVX2 x86: 33 nodes against 60, agreement 97.92 vs 97.78 %, p50 1.36-1.62x faster
 # (docs/experiments/onnx_float_island.py, docs/results.md section 4).
 FORMAT_DEFAULTS = {("onnx", "float32"): "naive", ("onnx", "int8"): "naive"}
 
