@@ -96,9 +96,10 @@ def blocks(ops: list[str], p50: list[float]) -> list[dict]:
     return out
 
 
-def _random_input(d: dict, rng) -> np.ndarray:
-    dt = np.dtype(d["dtype"])
-    shape = [max(int(v), 1) for v in d["shape"]]
+def _random_input(dtype, shape, rng) -> np.ndarray:
+    """A seeded random tensor; a dynamic (None or <= 0) dimension becomes 1."""
+    dt = np.dtype(dtype)
+    shape = [max(int(v or 1), 1) for v in shape]
     if np.issubdtype(dt, np.integer):
         info = np.iinfo(dt)
         return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dt)
@@ -121,7 +122,7 @@ def profile_tflite(path, threads: int = 1, runs: int = 2000, op_resolver=None) -
             except (ValueError, RuntimeError) as e:
                 raise ModelError(f"LiteRT cannot load it: {one_line(e, with_type=False)}") from None
             d = it.get_input_details()[0]
-            x = _random_input(d, rng) if x is None else x  # one input for every prefix
+            x = _random_input(d["dtype"], d["shape"], rng) if x is None else x  # one input for every prefix
             it.set_tensor(d["index"], x)
             calls.append(it.invoke)
         p50 = time_interleaved(calls, runs)
@@ -134,20 +135,17 @@ def profile_onnx(path, threads: int = 1, runs: int = 2000, int8_kernels: str = "
     # The bench's loader first: its one-line errors, and its choice of int8 kernels (the exact
     # ones where this CPU needs them, unless they fail to build). A profiling session that fails
     # to load would also log a second error line of its own from C++.
-    arith = BACKEND.load(path, threads, int8_kernels=int8_kernels).int8_arith
+    checked = BACKEND.load(path, threads, int8_kernels=int8_kernels)
+    arith, spec = checked.int8_arith, checked.input  # the input's dtype and shape, read once
+    checked.close()
     so, _ = session_options(threads, "fast" if arith == "saturating" else int8_kernels)
     with tempfile.TemporaryDirectory(prefix="profile-") as tmp:
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tmp, "ort")
         sess = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
-        inp = sess.get_inputs()[0]
-        dt = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}.get(inp.type)
-        if dt is None:
-            raise ModelError(f"input {inp.name!r} has type {inp.type}; expected float32, uint8 or int8")
-        x = _random_input({"dtype": dt, "shape": [v if isinstance(v, int) else 1 for v in inp.shape]},
-                          np.random.default_rng(0))
+        x = _random_input(spec.dtype, spec.shape, np.random.default_rng(0))
         for _ in range(runs):
-            sess.run(None, {inp.name: x})
+            sess.run(None, {spec.name: x})
         events = json.loads(Path(sess.end_profiling()).read_text())
     per_node: dict[str, dict] = {}  # insertion order = execution order
     for e in events:
