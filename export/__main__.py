@@ -41,6 +41,10 @@ def parse(argv=None):
                    help="calibration images for int8, a seeded sample of the training split")
     q.add_argument("--calib-seed", type=int, default=0, metavar="SEED", help="seed of the calibration sample (and of QAT)")
     q.add_argument("--per-tensor", action="store_true", help="ONNX int8: per-tensor instead of per-channel weights")
+    tl = p.add_argument_group("tflite")
+    tl.add_argument("--tflite-calib-percentile", type=float, default=None, metavar="P",
+                    help="TFLite int8: activation ranges from the P-th percentile of the calibration values "
+                         "(e.g. 99.99) instead of the converter's min/max (export/tflite_ranges.py)")
     o = p.add_argument_group("onnx")
     o.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (13..18)")
     o.add_argument("--onnx-calib-percentile", type=float, default=None, metavar="P",
@@ -74,6 +78,7 @@ def main(argv=None) -> int:
                        calib_size=args.calib_size, calib_seed=args.calib_seed,
                        per_channel=not args.per_tensor, opset=args.opset,
                        onnx_calib_percentile=args.onnx_calib_percentile,
+                       tflite_calib_percentile=args.tflite_calib_percentile,
                        onnx_activations=args.onnx_activations, qat_epochs=args.qat_epochs,
                        qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size, qat_target=args.qat_target,
                        parity_batch=args.parity_batch)

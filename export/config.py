@@ -22,15 +22,15 @@ QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked 
 
 
 def onnx_ranges(percentile: float | None) -> str:
-    """How ONNX int8 activation ranges were calibrated, as the manifest records it (and as the
-    study compares it, to re-export a model calibrated otherwise)."""
+    """How int8 activation ranges were calibrated, as the manifest records it (and as the
+    study compares it, to re-export a model calibrated otherwise). Both formats use it."""
     return "min/max" if percentile is None else f"percentile {percentile:g}"
 
 
-def onnx_percentile_error(percentile: float | None) -> str | None:
+def onnx_percentile_error(percentile: float | None, flag: str = "--onnx-calib-percentile") -> str | None:
     if percentile is None or 50 < percentile <= 100:
         return None
-    return f"--onnx-calib-percentile must be in (50, 100], got {percentile}"
+    return f"{flag} must be in (50, 100], got {percentile}"
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ExportConfig:
     per_channel: bool = True               # ONNX static int8: per-channel weight scales
     opset: int = 17
     onnx_calib_percentile: float | None = None  # ONNX static int8: None -> min/max ranges, else this percentile
+    tflite_calib_percentile: float | None = None  # TFLite int8: the same (export/tflite_ranges.py)
     onnx_activations: str = "uint8"        # ONNX static int8: activation type (ONNX_ACTIVATIONS)
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
@@ -68,7 +69,8 @@ class ExportConfig:
                 raise BadInput(f"{why} {mode!r}; {self.format} supports {', '.join(supported)}")
         if len(set(self.quant)) != len(self.quant):
             raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
-        pct_error = onnx_percentile_error(self.onnx_calib_percentile)
+        pct_error = (onnx_percentile_error(self.onnx_calib_percentile)
+                     or onnx_percentile_error(self.tflite_calib_percentile, "--tflite-calib-percentile"))
         checks = [
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),

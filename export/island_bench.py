@@ -26,18 +26,9 @@ import sys
 
 import numpy as np
 
+from export.tflite_ranges import calibrated, quantize
+
 FLOAT_OPS = ["EXP", "TANH", "MUL"]  # the TanhExp formula's ops; the seed nets have no other MUL
-
-
-def calibrated(model, calib: np.ndarray) -> bytes:
-    """A float .tflite carrying per-tensor calibration min/max (export/tflite.py's int8 settings)."""
-    import tensorflow as tf
-
-    from export.tflite import _full_int8
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    _full_int8(tf, conv, calib)
-    conv._experimental_calibrate_only = True
-    return conv.convert()
 
 
 def set_min(cal: bytes, name_part: str, lo: float) -> bytes:
@@ -53,12 +44,6 @@ def set_min(cal: bytes, name_part: str, lo: float) -> bytes:
     if not hits:
         raise ValueError(f"no calibrated tensor named like {name_part!r}")
     return bytes(fu.convert_object_to_bytearray(model))
-
-
-def quantize(cal: bytes, float_ops: list[str] | None = None) -> bytes:
-    import tensorflow as tf
-    from tensorflow.lite.python.convert import mlir_quantize
-    return mlir_quantize(cal, False, input_data_type=tf.int8, output_data_type=tf.int8, denylisted_ops=float_ops)
 
 
 def island(model, calib: np.ndarray, floor: float | None, conv: str = "conv2/BiasAdd") -> bytes:

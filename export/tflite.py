@@ -62,10 +62,18 @@ def dynamic(job, out: Path) -> dict:
 
 
 def int8(job, out: Path) -> dict:
-    tf, conv = _converter(job.lowered("int8"))
-    _full_int8(tf, conv, job.calib())
-    Path(out).write_bytes(_convert(conv))
-    return {"lowering": job.lowering("int8"), "calibration": job.calibration_info()}
+    from export.config import onnx_ranges
+    pct = job.cfg.tflite_calib_percentile
+    if pct is None:  # the converter's own one-step path: min/max ranges
+        tf, conv = _converter(job.lowered("int8"))
+        _full_int8(tf, conv, job.calib())
+        buf = _convert(conv)
+    else:  # the same two halves with the ranges replaced in between (export/tflite_ranges.py)
+        from export.tflite_ranges import calibrated, percentile_ranges, quantize
+        cal, _ = percentile_ranges(calibrated(job.lowered("int8"), job.calib()), job.calib(), pct)
+        buf = compact_names(quantize(cal))
+    Path(out).write_bytes(buf)
+    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": onnx_ranges(pct)}}
 
 
 def qat(job, out: Path) -> dict:

@@ -9,7 +9,8 @@ tf = pytest.importorskip("tensorflow")
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from export.island_bench import FLOAT_OPS, calibrated, island, set_min  # noqa: E402
+from export.island_bench import FLOAT_OPS, island, set_min  # noqa: E402
+from export.tflite_ranges import calibrated  # noqa: E402
 from export.opcheck import tflite_ops, violations  # noqa: E402
 from train.activations import tanhexp_numpy  # noqa: E402
 from train.models import build  # noqa: E402
