@@ -83,6 +83,7 @@ def test_damaged_member(run_copy, tmp_path):
     (["--format", "tflite", "--calib-size", "0"], "--calib-size must be > 0"),
     (["--format", "onnx", "--opset", "9"], "--opset must be in 13..18"),
     (["--format", "onnx", "--onnx-calib-percentile", "40"], "--onnx-calib-percentile must be in (50, 100]"),
+    (["--format", "tflite", "--tflite-calib-percentile", "40"], "--tflite-calib-percentile must be in (50, 100]"),
     (["--quant", "int8"], "--format"),
     (["--format", "tflite", "--calib-size", "many"], "invalid int value"),
 ])
