@@ -21,13 +21,13 @@ ONNX_ACTIVATIONS = {"uint8": "QUInt8", "int8": "QInt8"}  # -> onnxruntime.quanti
 QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
 
-def onnx_ranges(percentile: float | None) -> str:
+def ranges_label(percentile: float | None) -> str:
     """How int8 activation ranges were calibrated, as the manifest records it (and as the
     study compares it, to re-export a model calibrated otherwise). Both formats use it."""
     return "min/max" if percentile is None else f"percentile {percentile:g}"
 
 
-def onnx_percentile_error(percentile: float | None, flag: str = "--onnx-calib-percentile") -> str | None:
+def percentile_error(percentile: float | None, flag: str = "--onnx-calib-percentile") -> str | None:
     if percentile is None or 50 < percentile <= 100:
         return None
     return f"{flag} must be in (50, 100], got {percentile}"
@@ -69,8 +69,8 @@ class ExportConfig:
                 raise BadInput(f"{why} {mode!r}; {self.format} supports {', '.join(supported)}")
         if len(set(self.quant)) != len(self.quant):
             raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
-        pct_error = (onnx_percentile_error(self.onnx_calib_percentile)
-                     or onnx_percentile_error(self.tflite_calib_percentile, "--tflite-calib-percentile"))
+        pct_error = (percentile_error(self.onnx_calib_percentile)
+                     or percentile_error(self.tflite_calib_percentile, "--tflite-calib-percentile"))
         checks = [
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck
-from export.config import ONNX_ACTIVATIONS, onnx_ranges
+from export.config import ONNX_ACTIVATIONS, ranges_label
 from export.run import OFFSET, SCALE, io_description, layout_of
 
 SUFFIX = ".onnx"
@@ -216,7 +216,7 @@ def int8(job, out: Path) -> dict:
                     per_channel=job.cfg.per_channel, nodes_to_exclude=island, **ranges)
     _finish(tmp, out)
     return {**_extras(job, "int8"), "calibration": {**job.calibration_info(),
-                                                    "ranges": onnx_ranges(pct)},
+                                                    "ranges": ranges_label(pct)},
             "quantization_scheme": {"format": "QDQ", "activations": job.cfg.onnx_activations, "weights": "int8",
                                     "per_channel": job.cfg.per_channel, "float_nodes": len(island)}}
 

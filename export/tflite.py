@@ -62,7 +62,7 @@ def dynamic(job, out: Path) -> dict:
 
 
 def int8(job, out: Path) -> dict:
-    from export.config import onnx_ranges
+    from export.config import ranges_label
     pct = job.cfg.tflite_calib_percentile
     if pct is None:  # the converter's own one-step path: min/max ranges
         tf, conv = _converter(job.lowered("int8"))
@@ -73,7 +73,7 @@ def int8(job, out: Path) -> dict:
         cal, _ = percentile_ranges(calibrated(job.lowered("int8"), job.calib()), job.calib(), pct)
         buf = compact_names(quantize(cal))
     Path(out).write_bytes(buf)
-    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": onnx_ranges(pct)}}
+    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)}}
 
 
 def qat(job, out: Path) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from export.config import onnx_percentile_error, onnx_ranges
+from export.config import percentile_error, ranges_label
 from study.convergence import DEFAULT_THRESHOLDS
 from train.config import ACT_NAMES, ARCH_NAMES, RECIPE_NAMES
 
@@ -82,7 +82,7 @@ class StudyConfig:
         if bad or self.modes == []:
             raise ValueError(f"--modes: unknown or empty {bad or self.modes}; the formats {', '.join(self.formats)} "
                              f"have {', '.join(sorted(known))}")
-        bad = onnx_percentile_error(self.onnx_calib_percentile)
+        bad = percentile_error(self.onnx_calib_percentile)
         if bad:
             raise ValueError(bad)
         if any(n < 1 for n in self.arch_seeds.values()):
@@ -101,7 +101,7 @@ class StudyConfig:
 
     def onnx_ranges(self) -> str:
         """What an ONNX int8 manifest entry records as its calibration ranges (export/onnx.py)."""
-        return onnx_ranges(self.onnx_calib_percentile)
+        return ranges_label(self.onnx_calib_percentile)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

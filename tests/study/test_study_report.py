@@ -195,7 +195,7 @@ def test_onnx_int8_with_other_ranges_is_re_exported(tmp_path):
     pct = StudyConfig(onnx_calib_percentile=99.99)
     assert missing_modes(run, "onnx", ["float32", "int8"], StudyConfig().onnx_ranges()) == []
     assert missing_modes(run, "onnx", ["float32", "int8"], pct.onnx_ranges()) == ["int8"]
-    assert missing_modes(run, "tflite", ["int8"], pct.onnx_ranges()) == []  # TFLite has no such setting
+    assert missing_modes(run, "tflite", ["int8"], pct.onnx_ranges()) == []  # the study sets no TFLite ranges
     assert export_cmd(pct, run, "onnx", ["int8"])[-2:] == ["--onnx-calib-percentile", "99.99"]
     assert "--onnx-calib-percentile" not in export_cmd(pct, run, "tflite", ["int8"])
     assert "--onnx-calib-percentile" not in export_cmd(StudyConfig(), run, "onnx", ["int8"])
