@@ -70,7 +70,8 @@ def int8(job, out: Path) -> dict:
         buf = _convert(conv)
     else:  # the same two halves with the ranges replaced in between (export/tflite_ranges.py)
         from export.tflite_ranges import calibrated, percentile_ranges, quantize
-        cal, _ = percentile_ranges(calibrated(job.lowered("int8"), job.calib()), job.calib(), pct)
+        calib = job.calib()
+        cal, _ = percentile_ranges(calibrated(job.lowered("int8"), calib), calib, pct)
         buf = compact_names(quantize(cal))
     Path(out).write_bytes(buf)
     return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)}}
