@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from export.config import percentile_error, ranges_label
 from study.convergence import DEFAULT_THRESHOLDS
@@ -12,6 +13,26 @@ FORMAT_NAMES = ("tflite", "onnx")
 # Each format's modes, spelled out like train/config.py's names so that bad input fails before
 # anything heavy loads; tests/study check they match export.formats.FORMATS.
 MODES = {"tflite": ("float32", "float16", "dynamic", "int8", "qat"), "onnx": ("float32", "dynamic", "int8")}
+
+
+class Ranges(NamedTuple):
+    """One format's int8 activation-range option: the global field, its per-arch dict, and the
+    flag (python -m export's own spelling, which the study's flag shares)."""
+    field: str
+    arch_field: str
+    flag: str
+
+    @property
+    def arch_flag(self) -> str:
+        return "--arch-" + self.flag.removeprefix("--")
+
+
+RANGES = {"tflite": Ranges("tflite_calib_percentile", "arch_tflite_calib_percentile", "--tflite-calib-percentile"),
+          "onnx": Ranges("onnx_calib_percentile", "arch_onnx_calib_percentile", "--onnx-calib-percentile")}
+# What a calibrated mode's manifest entry records that the study compares, to re-export a model
+# calibrated otherwise. QAT records its sample's size but no ranges: its ranges are learned in
+# fine-tuning, and neither percentile option reaches it (export/tflite.py).
+CALIBRATED = {"int8": ("count", "ranges"), "qat": ("count",)}
 
 # Epochs per (arch, recipe) unless --epochs says otherwise. The seed recipe is the seed's 50;
 # ResNet-8 gets what fits MLPerf Tiny's "<= 60 minutes on this 2-core CPU" budget with
@@ -39,8 +60,12 @@ class StudyConfig:
     out: str = "docs/study"
     thresholds: list = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
     calib_size: int = 500
+    arch_calib_size: dict = field(default_factory=dict)  # e.g. {"resnet8": 2000}
     qat_epochs: int = 2
     onnx_calib_percentile: float | None = None  # ONNX int8 ranges: None min/max, else this percentile
+    tflite_calib_percentile: float | None = None  # TFLite int8 ranges: the same (export/tflite_ranges.py)
+    arch_onnx_calib_percentile: dict = field(default_factory=dict)    # e.g. {"resnet8": 99.99}
+    arch_tflite_calib_percentile: dict = field(default_factory=dict)  # e.g. {"resnet8": 99.99}
     bench_runs: int = 300
     bench_limit: int | None = None
     threads: int = 1
@@ -66,7 +91,10 @@ class StudyConfig:
                                    ("--formats", self.formats, FORMAT_NAMES),
                                    ("--arch-seeds", list(self.arch_seeds), ARCH_NAMES),
                                    ("--arch-recipes", list(self.arch_recipes), ARCH_NAMES),
-                                   ("--arch-recipes", [r for rs in self.arch_recipes.values() for r in rs], RECIPE_NAMES)):
+                                   ("--arch-recipes", [r for rs in self.arch_recipes.values() for r in rs], RECIPE_NAMES),
+                                   ("--arch-calib-size", list(self.arch_calib_size), ARCH_NAMES),
+                                   *((r.arch_flag, list(getattr(self, r.arch_field)), ARCH_NAMES)
+                                     for r in RANGES.values())):
             bad = [x for x in got if x not in allowed]
             if bad or (not got and not name.startswith("--arch-")):
                 raise ValueError(f"{name}: unknown or empty {bad or got}; choose from {', '.join(allowed)}")
@@ -82,11 +110,15 @@ class StudyConfig:
         if bad or self.modes == []:
             raise ValueError(f"--modes: unknown or empty {bad or self.modes}; the formats {', '.join(self.formats)} "
                              f"have {', '.join(sorted(known))}")
-        bad = percentile_error(self.onnx_calib_percentile)
-        if bad:
-            raise ValueError(bad)
-        if any(n < 1 for n in self.arch_seeds.values()):
-            raise ValueError(f"--arch-seeds counts must be >= 1, got {self.arch_seeds}")
+        for r in RANGES.values():
+            for flag, pct in ((r.flag, getattr(self, r.field)),
+                              *((f"{r.arch_flag} {a}", p) for a, p in getattr(self, r.arch_field).items())):
+                bad = percentile_error(pct, flag)
+                if bad:
+                    raise ValueError(bad)
+        for name, counts in (("--arch-seeds", self.arch_seeds), ("--arch-calib-size", self.arch_calib_size)):
+            if any(n < 1 for n in counts.values()):
+                raise ValueError(f"{name} counts must be >= 1, got {counts}")
         if any(not 0 < t < 1 for t in self.thresholds):
             raise ValueError(f"--thresholds must be in (0, 1), got {self.thresholds}")
 
@@ -99,9 +131,26 @@ class StudyConfig:
     def epochs_for(self, arch: str) -> int:
         return self.epochs or DEFAULT_EPOCHS[arch]
 
-    def onnx_ranges(self) -> str:
-        """What an ONNX int8 manifest entry records as its calibration ranges (export/onnx.py)."""
-        return ranges_label(self.onnx_calib_percentile)
+    def calib_size_for(self, arch: str) -> int:
+        return self.arch_calib_size.get(arch, self.calib_size)
+
+    def calib_percentile_for(self, arch: str, fmt: str) -> float | None:
+        r = RANGES[fmt]
+        return getattr(self, r.arch_field).get(arch, getattr(self, r.field))
+
+    def ranges_for(self, arch: str, fmt: str) -> str:
+        """What an int8 manifest entry of this arch and format records as its calibration ranges."""
+        return ranges_label(self.calib_percentile_for(arch, fmt))
+
+    def calibration_for(self, arch: str, fmt: str, mode: str) -> dict:
+        """The calibration fields a (fmt, mode) manifest entry of this arch must record; {} for a
+        mode without calibration."""
+        # The exporter samples min(N, training images): --limit-train is how the study knows the
+        # split is smaller (a custom --data with fewer than N would be re-exported every rerun).
+        n = self.calib_size_for(arch)
+        count = min(n, self.limit_train) if self.limit_train else n
+        have = {"count": count, "ranges": self.ranges_for(arch, fmt)}
+        return {k: have[k] for k in CALIBRATED.get(mode, ())}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from runtime.fileio import atomic_path, write_text
+from study.config import RANGES
 
 # What the seed experiment published (official CIFAR-10 arrays) and what the seed's own code
 # gave on this repository's JPEG copy: the reference points the issue asks to sit beside.
@@ -16,6 +17,7 @@ SEED_PUBLISHED = {"tanhexp": 0.6849, "relu": 0.6913}
 SEED_CODE_HERE = {"tanhexp": 0.663, "relu": 0.683}
 
 COLORS = {"tanhexp": "tab:orange", "relu": "tab:blue"}
+FORMAT_LABELS = {"tflite": "TFLite", "onnx": "ONNX"}
 
 
 def _pct(x, nd=2):
@@ -143,11 +145,25 @@ def _precisions(results) -> str:
 
 
 def _quantization(cfg: dict) -> str:
-    """How the int8 models were made: a study's figures depend on it (config.json has the rest)."""
-    pct = cfg.get("onnx_calib_percentile")  # studies written before the option: min/max
-    return (f"Quantization: int8 calibrated on {cfg.get('calib_size', 500)} training images; ONNX int8 "
-            f"activation ranges {'min/max' if pct is None else f'at the {pct:g}th percentile'}; "
-            f"QAT {cfg.get('qat_epochs', 2)} epochs.")
+    """How the int8 models were made, per format and with each architecture's overrides: a
+    study's figures depend on it (config.json has the rest). Keys an older config.json lacks
+    take what that study ran with: 500 images, min/max ranges."""
+    parts = [f"int8 calibrated on {_per_arch(cfg, 'calib_size', 'arch_calib_size', 500, str)} training images"]
+    for fmt in cfg.get("formats", list(RANGES)):
+        r = RANGES[fmt]
+        parts.append(f"{FORMAT_LABELS[fmt]} int8 activation ranges {_per_arch(cfg, r.field, r.arch_field, None, _ranges)}")
+    return "Quantization: " + "; ".join(parts) + f"; QAT {cfg.get('qat_epochs', 2)} epochs."
+
+
+def _per_arch(cfg: dict, key: str, arch_key: str, default, text) -> str:
+    """The study's value, then the overrides of the architectures it has: "500 (resnet8: 2000)"."""
+    archs = cfg.get("archs", [])
+    over = sorted((a, v) for a, v in (cfg.get(arch_key) or {}).items() if a in archs)
+    return text(cfg.get(key, default)) + (f" ({', '.join(f'{a}: {text(v)}' for a, v in over)})" if over else "")
+
+
+def _ranges(pct) -> str:
+    return "min/max" if pct is None else f"at the {pct:g}th percentile"
 
 
 def markdown(results) -> str:

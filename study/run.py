@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.formats import FORMATS, file_name
 from runtime.fileio import sha256_file, write_json
-from study.config import StudyConfig
+from study.config import RANGES, StudyConfig
 
 
 class StudyError(Exception):
@@ -84,19 +84,28 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     return True
 
 
-def missing_modes(run: Path, fmt: str, modes: list[str], onnx_ranges: str = "min/max") -> list[str]:
-    """Modes whose artifact is not in the manifest, or whose file is absent or altered, or (ONNX
-    int8) was calibrated with other ranges than the study asks for: that one is re-exported."""
+def missing_modes(run: Path, fmt: str, modes: list[str], calibration: dict | None = None) -> list[str]:
+    """Modes whose artifact is not in the manifest, or whose file is absent or altered, or which
+    was calibrated otherwise than `calibration` ({mode: fields its entry must record}, from
+    StudyConfig.calibration_for) asks: that one is re-exported."""
     try:
         manifest = json.loads((run / "export" / "manifest.json").read_text())
     except (OSError, ValueError):
         return list(modes)
-    ok = {(a["format"], a["mode"]) for a in manifest.get("artifacts", [])
-          if (run / "export" / a["file"]).is_file()
+    ok = {a["mode"] for a in manifest.get("artifacts", [])
+          if a["format"] == fmt
+          and (run / "export" / a["file"]).is_file()
           and sha256_file(run / "export" / a["file"]) == a["sha256"]
-          and not (a["format"] == "onnx" and a["mode"] == "int8"
-                   and a.get("calibration", {}).get("ranges", "min/max") != onnx_ranges)}
-    return [m for m in modes if (fmt, m) not in ok]
+          and _calibrated_as(a, (calibration or {}).get(a["mode"]))}
+    return [m for m in modes if m not in ok]
+
+
+def _calibrated_as(entry: dict, want: dict | None) -> bool:
+    # Entries from before the percentile options record no ranges: they are min/max. One that
+    # records no count does not say what it was calibrated on, so it is made again.
+    cal = entry.get("calibration")
+    had = {"ranges": "min/max", **(cal if isinstance(cal, dict) else {})}
+    return all(had.get(k) == v for k, v in (want or {}).items())
 
 
 def bench_path(cfg: StudyConfig, cell: Cell, run: Path) -> Path:
@@ -131,11 +140,12 @@ def train_cmd(cfg: StudyConfig, cell: Cell, run: Path) -> list[str]:
     return cmd
 
 
-def export_cmd(cfg: StudyConfig, run: Path, fmt: str, modes: list[str]) -> list[str]:
+def export_cmd(cfg: StudyConfig, cell: Cell, run: Path, fmt: str, modes: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "export", "--format", fmt, "--quant", *modes, "--run", str(run),
-           "--calib-size", str(cfg.calib_size), "--qat-epochs", str(cfg.qat_epochs)]
-    if fmt == "onnx" and cfg.onnx_calib_percentile is not None:
-        cmd += ["--onnx-calib-percentile", f"{cfg.onnx_calib_percentile:g}"]
+           "--calib-size", str(cfg.calib_size_for(cell.arch)), "--qat-epochs", str(cfg.qat_epochs)]
+    pct = cfg.calib_percentile_for(cell.arch, fmt)
+    if pct is not None:  # str, not :g, which rounds to 6 digits: the exporter gets what was asked
+        cmd += [RANGES[fmt].flag, str(pct)]
     return cmd
 
 
@@ -186,9 +196,10 @@ def study(cfg: StudyConfig, log=sys.stderr) -> dict:
         else:
             _run(f"training {cell.name}", train_cmd(cfg, cell, run), log)
         for fmt in cfg.formats:
-            missing = missing_modes(run, fmt, wanted_modes(cfg, fmt), cfg.onnx_ranges())
+            modes = wanted_modes(cfg, fmt)
+            missing = missing_modes(run, fmt, modes, {m: cfg.calibration_for(cell.arch, fmt, m) for m in modes})
             if missing:
-                _run(f"export {fmt} of {cell.name}", export_cmd(cfg, run, fmt, missing), log)
+                _run(f"export {fmt} of {cell.name}", export_cmd(cfg, cell, run, fmt, missing), log)
             else:
                 print(f"  export {fmt}: done", file=log)
         bench = bench_path(cfg, cell, run)

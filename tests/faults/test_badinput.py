@@ -41,7 +41,7 @@ CORE = {
     "bench-threads-negative", "bench-test-split-not-npz", "bench-reference-too-short", "bench-model-not-a-model",
     "bench-save-probs-read-only", "report-result-unreadable", "report-out-is-a-file", "speed-act-unknown",
     "speed-json-is-a-folder", "lowering-run-data-missing", "study-arch-seeds-malformed",
-    "study-thresholds-out-of-range", "train-data-env-missing",
+    "study-thresholds-out-of-range", "study-arch-tflite-calib-percentile-out-of-range", "train-data-env-missing",
     "profile-model-garbage-onnx", "profile-model-garbage-tflite", "profile-runs-zero", "profile-json-read-only",
     "report-max-drop-negative",
 }

@@ -64,9 +64,14 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
     assert "3 lose more than 0.5 points" in md
     assert "NOT FOLDED: seed-strong-tanhexp-s0" in md
     assert "Training precision: seed/seed float32; seed/strong mixed_bfloat16." in md
-    assert "ONNX int8 activation ranges min/max" in md  # a config from before the option
-    results["config"]["onnx_calib_percentile"] = 99.99
-    assert "ONNX int8 activation ranges at the 99.99th percentile" in markdown(results)
+    # a config from before the calibration options: what that study ran with, only its formats
+    assert "Quantization: int8 calibrated on 500 training images; TFLite int8 activation ranges min/max; QAT" in md
+    results["config"].update(formats=["tflite", "onnx"], archs=["seed", "resnet8"], onnx_calib_percentile=99.99,
+                             arch_calib_size={"resnet8": 2000}, arch_tflite_calib_percentile={"resnet8": 99.99},
+                             arch_onnx_calib_percentile={"vgg": 99.9})  # not a study arch: not reported
+    assert ("Quantization: int8 calibrated on 500 (resnet8: 2000) training images; TFLite int8 activation ranges "
+            "min/max (resnet8: at the 99.99th percentile); ONNX int8 activation ranges at the 99.99th percentile; "
+            "QAT 2 epochs.") in markdown(results)
     write_report(results, tmp_path)
     for name in ("report.md", "curves.png", "precision.png", "latency.png"):
         assert (tmp_path / name).stat().st_size > 1000
@@ -79,6 +84,11 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
     (["--arch-recipes", "resnet8=fancy"], "--arch-recipes"), (["--arch-recipes", "vgg=strong"], "--arch-recipes"),
     (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
     (["--onnx-calib-percentile", "30"], "--onnx-calib-percentile"),
+    (["--tflite-calib-percentile", "101"], "--tflite-calib-percentile"),
+    (["--arch-calib-size", "foo=2"], "--arch-calib-size"), (["--arch-calib-size", "resnet8=0"], "--arch-calib-size"),
+    (["--arch-calib-size", "resnet8"], "ARCH=N"), (["--arch-tflite-calib-percentile", "resnet8=x"], "ARCH=P"),
+    (["--arch-tflite-calib-percentile", "resnet8=50"], "--arch-tflite-calib-percentile resnet8"),
+    (["--arch-onnx-calib-percentile", "vgg=99"], "--arch-onnx-calib-percentile"),
 ])
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
     p = subprocess.run([sys.executable, "-m", "study", "--out", str(tmp_path / "s"), *argv],
@@ -174,28 +184,3 @@ def test_cells_follow_per_arch_recipes_and_seeds():
     assert {c for c in got if c.startswith("resnet8")} == {"resnet8-strong-tanhexp-s0", "resnet8-strong-relu-s0"}
     assert len(got) == 2 * 2 * 3 + 2
     assert cfg.epochs_for("resnet8") == 140 and cfg.epochs_for("seed") == 50
-
-
-def test_onnx_int8_with_other_ranges_is_re_exported(tmp_path):
-    import hashlib
-    import json
-
-    from study.config import StudyConfig
-    from study.run import export_cmd, missing_modes
-    exp = tmp_path / "run" / "export"
-    exp.mkdir(parents=True)
-    arts = []
-    for fmt, mode, ranges in (("onnx", "float32", None), ("onnx", "int8", "min/max"), ("tflite", "int8", None)):
-        f = exp / f"{mode}.{fmt}"
-        f.write_bytes(f"{fmt}{mode}".encode())
-        a = {"file": f.name, "format": fmt, "mode": mode, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
-        arts.append({**a, "calibration": {"ranges": ranges}} if ranges else a)
-    (exp / "manifest.json").write_text(json.dumps({"artifacts": arts}))
-    run = tmp_path / "run"
-    pct = StudyConfig(onnx_calib_percentile=99.99)
-    assert missing_modes(run, "onnx", ["float32", "int8"], StudyConfig().onnx_ranges()) == []
-    assert missing_modes(run, "onnx", ["float32", "int8"], pct.onnx_ranges()) == ["int8"]
-    assert missing_modes(run, "tflite", ["int8"], pct.onnx_ranges()) == []  # the study sets no TFLite ranges
-    assert export_cmd(pct, run, "onnx", ["int8"])[-2:] == ["--onnx-calib-percentile", "99.99"]
-    assert "--onnx-calib-percentile" not in export_cmd(pct, run, "tflite", ["int8"])
-    assert "--onnx-calib-percentile" not in export_cmd(StudyConfig(), run, "onnx", ["int8"])
