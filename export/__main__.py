@@ -45,6 +45,10 @@ def parse(argv=None):
     tl.add_argument("--tflite-calib-percentile", type=float, default=None, metavar="P",
                     help="TFLite int8: activation ranges from the P-th percentile of the calibration values "
                          "(e.g. 99.99) instead of the converter's min/max (export/tflite_ranges.py)")
+    tl.add_argument("--tflite-float-layers", default=None, metavar="L[,L]",
+                    help="TFLite int8: keep these Keras layers in float, the rest int8, input and output still "
+                         "int8 (export/tflite_select.py). E.g. conv1 for an x86 CPU without VNNI, where the int8 "
+                         "first convolution of an RGB model costs ~3x its float one")
     o = p.add_argument_group("onnx")
     o.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (13..18)")
     o.add_argument("--onnx-calib-percentile", type=float, default=None, metavar="P",
@@ -74,11 +78,15 @@ def main(argv=None) -> int:
     if args.quant is not None and not quant:
         print("error: --quant names no mode; leave it out for every mode of the format", file=sys.stderr)
         return 2
+    if args.tflite_float_layers is not None and not args.tflite_float_layers.strip(","):
+        print("error: --tflite-float-layers names no layer; leave it out for an all-int8 model", file=sys.stderr)
+        return 2
     cfg = ExportConfig(format=args.format, quant=quant, run=args.run, out=args.out,
                        calib_size=args.calib_size, calib_seed=args.calib_seed,
                        per_channel=not args.per_tensor, opset=args.opset,
                        onnx_calib_percentile=args.onnx_calib_percentile,
                        tflite_calib_percentile=args.tflite_calib_percentile,
+                       tflite_float_layers=[n for n in (args.tflite_float_layers or "").split(",") if n],
                        onnx_activations=args.onnx_activations, qat_epochs=args.qat_epochs,
                        qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size, qat_target=args.qat_target,
                        parity_batch=args.parity_batch)

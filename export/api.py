@@ -117,6 +117,9 @@ def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> di
     splits = load_splits(run)  # before TensorFlow: a data problem is reported in a second
     log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.dir} -> {out}")
     model = load_model(run.model_path)
+    if cfg.tflite_float_layers:  # a misspelt layer fails now, not after the float modes' minutes
+        from export.tflite_select import check_layers
+        check_layers(model, cfg.tflite_float_layers)
     ref = keras_probs(model, splits.x_test)
     keras_acc = float((ref.argmax(1) == splits.y_test).mean())
     log(f"keras float model: test accuracy {keras_acc:.4f} on {len(splits.y_test)} images")

@@ -45,6 +45,7 @@ class ExportConfig:
     opset: int = 17
     onnx_calib_percentile: float | None = None  # ONNX static int8: None -> min/max ranges, else this percentile
     tflite_calib_percentile: float | None = None  # TFLite int8: the same (export/tflite_ranges.py)
+    tflite_float_layers: list[str] = field(default_factory=list)  # TFLite int8: Keras layers kept in float (export/tflite_select.py)
     onnx_activations: str = "uint8"        # ONNX static int8: activation type (ONNX_ACTIVATIONS)
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
@@ -85,6 +86,10 @@ class ExportConfig:
              f"--qat-target must be one of {', '.join(QAT_TARGET_NAMES)}, got {self.qat_target!r}"),
             (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
         ]
+        dup = sorted({n for n in self.tflite_float_layers if self.tflite_float_layers.count(n) > 1})
+        checks.append((not dup, f"--tflite-float-layers lists a layer twice: {', '.join(dup)}"))
+        checks.append((not self.tflite_float_layers or (self.format == "tflite" and "int8" in self.modes()),
+                       "--tflite-float-layers applies to --format tflite with the int8 mode only"))
         for ok, msg in checks:
             if not ok:
                 raise BadInput(msg)

@@ -63,18 +63,26 @@ def dynamic(job, out: Path) -> dict:
 
 def int8(job, out: Path) -> dict:
     from export.config import ranges_label
-    pct = job.cfg.tflite_calib_percentile
-    if pct is None:  # the converter's own one-step path: min/max ranges
+    pct, keep = job.cfg.tflite_calib_percentile, job.cfg.tflite_float_layers
+    extra = {}
+    if pct is None and not keep:  # the converter's own one-step path: min/max ranges
         tf, conv = _converter(job.lowered("int8"))
         _full_int8(tf, conv, job.calib())
         buf = _convert(conv)
-    else:  # the same two halves with the ranges replaced in between (export/tflite_ranges.py)
+    else:  # the same two halves, with ranges replaced or layers kept in float in between
         from export.tflite_ranges import calibrated, percentile_ranges, quantize
+        from export.tflite_select import float_nodes
         calib = job.calib()
-        cal, _ = percentile_ranges(calibrated(job.lowered("int8"), calib), calib, pct)
-        buf = compact_names(quantize(cal))
+        cal = calibrated(job.lowered("int8"), calib)
+        if pct is not None:
+            cal, _ = percentile_ranges(cal, calib, pct)
+        nodes = float_nodes(cal, job.model, keep) if keep else None
+        buf = compact_names(quantize(cal, float_nodes=nodes))
+        if keep:
+            extra = {"float_layers": list(keep)}
     Path(out).write_bytes(buf)
-    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)}}
+    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)},
+            **extra}
 
 
 def qat(job, out: Path) -> dict:

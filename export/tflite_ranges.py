@@ -37,14 +37,19 @@ def calibrated(model, calib: np.ndarray) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     _full_int8(tf, conv, calib)
     conv._experimental_calibrate_only = True
-    return conv.convert()
+    import warnings
+    with warnings.catch_warnings():  # int8 input stats come from the representative data (export/tflite.py)
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return conv.convert()
 
 
-def quantize(cal: bytes, float_ops: list[str] | None = None) -> bytes:
-    """Full-integer model (int8 in and out) from a calibrated float model."""
+def quantize(cal: bytes, float_ops: list[str] | None = None, float_nodes: list[str] | None = None) -> bytes:
+    """Full-integer model (int8 in and out) from a calibrated float model; ops of the types in
+    `float_ops` and the nodes in `float_nodes` (export/tflite_select.py) stay in float."""
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
-    return mlir_quantize(cal, False, input_data_type=tf.int8, output_data_type=tf.int8, denylisted_ops=float_ops)
+    return mlir_quantize(cal, False, input_data_type=tf.int8, output_data_type=tf.int8,
+                         denylisted_ops=float_ops or None, denylisted_nodes=float_nodes or None)
 
 
 def recorded(cal: bytes) -> dict[int, tuple[float, float]]:

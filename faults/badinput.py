@@ -148,6 +148,10 @@ def export_cases():
         ("qat-lr-nan", ["--qat-lr", "nan"], r"--qat-lr"),
         ("qat-batch-size-zero", ["--qat-batch-size", "0"], r"--qat-batch-size"),
         ("parity-batch-zero", ["--parity-batch", "0"], r"--parity-batch"),
+        ("tflite-float-layers-empty", ["--tflite-float-layers", ","], r"--tflite-float-layers names no layer"),
+        ("tflite-float-layers-twice", ["--tflite-float-layers", "conv1,conv1"], r"lists a layer twice: conv1"),
+        ("tflite-float-layers-no-int8", ["--quant", "float32", "--tflite-float-layers", "conv1"],
+         r"--tflite-float-layers applies to --format tflite with the int8 mode only"),
         ("parity-batch-negative", ["--parity-batch", "-1"], r"--parity-batch"),
         ("unknown-option", ["--quantize", "int8"], r"unrecognized arguments: --quantize"),
     ]
