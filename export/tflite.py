@@ -64,7 +64,6 @@ def dynamic(job, out: Path) -> dict:
 def int8(job, out: Path) -> dict:
     from export.config import ranges_label
     pct, keep = job.cfg.tflite_calib_percentile, job.cfg.tflite_float_layers
-    extra = {}
     if pct is None and not keep:  # the converter's own one-step path: min/max ranges
         tf, conv = _converter(job.lowered("int8"))
         _full_int8(tf, conv, job.calib())
@@ -78,11 +77,9 @@ def int8(job, out: Path) -> dict:
             cal, _ = percentile_ranges(cal, calib, pct)
         nodes = float_nodes(cal, job.model, keep) if keep else None
         buf = compact_names(quantize(cal, float_nodes=nodes))
-        if keep:
-            extra = {"float_layers": list(keep)}
     Path(out).write_bytes(buf)
     return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)},
-            **extra}
+            **({"float_layers": list(keep)} if keep else {})}
 
 
 def qat(job, out: Path) -> dict:
