@@ -97,12 +97,18 @@ def convert_int8(model, calib: np.ndarray) -> bytes:
 
 
 def _convert(conv) -> bytes:
+    return compact_names(convert_quietly(conv))
+
+
+def convert_quietly(conv) -> bytes:
+    """conv.convert(), names as the converter gave them (export/tflite_ranges.py and
+    tflite_select.py match layers by them)."""
     import warnings
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": int8 input stats come from the
         # representative dataset here, so the warning is noise in every int8 conversion
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return compact_names(conv.convert())
+        return conv.convert()
 
 
 def compact_names(buf: bytes) -> bytes:

@@ -33,14 +33,11 @@ def calibrated(model, calib: np.ndarray) -> bytes:
     """A float .tflite carrying per-tensor calibration min/max (export/tflite.py's int8 settings)."""
     import tensorflow as tf
 
-    from export.tflite import _full_int8
+    from export.tflite import _full_int8, convert_quietly
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     _full_int8(tf, conv, calib)
     conv._experimental_calibrate_only = True
-    import warnings
-    with warnings.catch_warnings():  # int8 input stats come from the representative data (export/tflite.py)
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return conv.convert()
+    return convert_quietly(conv)
 
 
 def quantize(cal: bytes, float_ops: list[str] | None = None, float_nodes: list[str] | None = None) -> bytes:

@@ -23,7 +23,7 @@ float model, over `--seeds` calibration samples of the TRAINING split. Latency: 
 The test split is never read.
 
     python docs/experiments/tflite_float_first_conv.py --run runs/seed-e10-relu-s0 \
-        --run runs/seed-e10-tanhexp-s0 --json docs/results/float-first-conv-avx2.json
+        --run runs/seed-e10-tanhexp-s0 --json docs/results/float-first-conv-avx2-e10.json
 """
 from __future__ import annotations
 
