@@ -151,8 +151,10 @@ def _artifact(bundle: Path, i: int, e, source: dict) -> Artifact:
 
 
 def bare_artifacts(paths, data: str | None = None, reference: str | None = None) -> Inputs:
-    """`--model FILE ...`: no manifest, so no hashes, activation or architecture."""
-    arts = []
+    """`--model FILE ...`: no hashes to check. The mode is guessed from the file name; the
+    activation and architecture come from an export manifest beside the file, if it lists
+    this very file (`sibling_labels`), else they stay unknown."""
+    arts, manifests = [], {}
     for p in paths:
         path = Path(p)
         fmt = FORMATS.get(path.suffix.lower())
@@ -163,6 +165,10 @@ def bare_artifacts(paths, data: str | None = None, reference: str | None = None)
             art.problem = f"unknown model format {path.suffix!r} (expected .tflite or .onnx)"
         elif not path.is_file():
             art.problem = f"model file not found: {path}"
+        else:
+            labels = sibling_labels(path, manifests)
+            art.act, art.arch = labels.get("act"), labels.get("arch")
+            art.mode = labels.get("mode") or art.mode
         arts.append(art)
     test = Path(data) if data else None
     if test is not None and not test.is_file():
@@ -171,6 +177,34 @@ def bare_artifacts(paths, data: str | None = None, reference: str | None = None)
     if ref is not None and not ref.is_file():
         raise BenchError(f"reference file not found: {ref}")
     return Inputs(arts, test, ref)
+
+
+def sibling_labels(path: Path, cache: dict | None = None) -> dict:
+    """act, arch and mode of a bare model file from the export manifest in its folder.
+
+    Without them, benches of two `--model` sets (a ReLU and a TanhExp export, say) cannot be
+    told apart by runtime.report and merge into one row. Only a manifest entry naming this
+    file *and* its sha256 counts: a renamed, re-exported or edited file keeps no labels. Any
+    problem with the manifest means no labels, never an error: a bare file promises nothing.
+    """
+    cache = {} if cache is None else cache
+    folder = path.resolve().parent
+    if folder not in cache:
+        try:
+            m = json.loads((folder / "manifest.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            m = None
+        cache[folder] = m if isinstance(m, dict) and m.get("schema") == SCHEMA else None
+    m = cache[folder]
+    entries = m.get("artifacts") if m else None
+    source = m.get("source_run") if m else None
+    if not isinstance(entries, list) or not isinstance(source, dict):
+        return {}
+    mine = [e for e in entries if isinstance(e, dict) and e.get("file") == path.name]
+    if len(mine) != 1 or mine[0].get("sha256") != sha256_file(path):
+        return {}
+    out = {"act": source.get("act"), "arch": source.get("arch"), "mode": mine[0].get("mode")}
+    return {k: v for k, v in out.items() if isinstance(v, str) and v}
 
 
 def verify(art: Artifact) -> tuple[bool | None, str | None]:
