@@ -59,3 +59,13 @@ def test_report_keeps_two_bare_sets_apart(tiny_bundle, tmp_path):
     assert "| box | relu | tiny |" in ship and "| box | tanhexp | tiny |" in ship
     pairs = md.split("## TanhExp vs ReLU")[1].split("##")[0]
     assert "| box | tiny | tflite | int8 |" in pairs
+
+
+def test_an_unreadable_file_gets_no_labels_not_an_exception(bundle_copy, monkeypatch):
+    import runtime.bundle as rb
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(rb, "sha256_file", refuse)
+    assert sibling_labels(bundle_copy / "int8.tflite") == {}
