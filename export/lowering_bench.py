@@ -64,14 +64,14 @@ def _to_input(detail, x_float):
     return np.clip(np.round(x_float / scale + zp), info.min, info.max).astype(detail["dtype"])
 
 
-def predict(buf: bytes, x_float: np.ndarray, batch: int = 100) -> np.ndarray:
-    it = interpreter(buf, batch)
+def predict(buf: bytes, x_float: np.ndarray, batch: int = 100, xnnpack: bool = True) -> np.ndarray:
+    it = interpreter(buf, batch, xnnpack)
     ii, oi = it.get_input_details()[0], it.get_output_details()[0]
     out = []
     for i in range(0, len(x_float), batch):
         xb = x_float[i:i + batch]
         if len(xb) != batch:
-            it = interpreter(buf, len(xb))
+            it = interpreter(buf, len(xb), xnnpack)
         it.set_tensor(ii["index"], _to_input(ii, xb))
         it.invoke()
         o = it.get_tensor(oi["index"])

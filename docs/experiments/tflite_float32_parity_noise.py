@@ -9,13 +9,13 @@ and XNNPACK's EXP is 13.7 ulp off there (tflite_elementwise_accuracy.py). Two qu
 - Does an exact formula without EXP help? e^m = sigmoid(m) / sigmoid(-m) (LOGISTIC is within
   3.4 ulp under XNNPACK), against the exported `bounded3` (the training formula).
 Each is measured under XNNPACK (what a device runs) and TFLite's own kernels, on the test split
-of the run's export bundle; single-image p50 under XNNPACK beside it.
+of the run's export bundle; single-image p50 under XNNPACK beside it, the files timed
+interleaved in one process (export.lowering_bench.time_interleaved).
 
     python docs/experiments/tflite_float32_parity_noise.py --run runs/seed-tanhexp-s0 [--json out.json]
 """
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,31 +28,6 @@ def ratio3(x):
     return x * tf.math.tanh(tf.math.sigmoid(m) / tf.math.sigmoid(-m))
 
 
-def probs(buf: bytes, x: np.ndarray, xnnpack: bool, batch: int = 500) -> np.ndarray:
-    from export.lowering_bench import interpreter
-    it = interpreter(buf, batch, xnnpack)
-    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-    out = []
-    for k in range(0, len(x), batch):
-        it.set_tensor(i, x[k:k + batch])
-        it.invoke()
-        out.append(it.get_tensor(o).copy())
-    return np.concatenate(out)
-
-
-def p50_us(buf: bytes, x: np.ndarray, calls: int = 2000) -> float:
-    from export.lowering_bench import interpreter
-    it = interpreter(buf, 1, True)
-    i = it.get_input_details()[0]["index"]
-    ts = []
-    for r in range(calls + 100):
-        it.set_tensor(i, x[r % 100:r % 100 + 1])
-        t = time.perf_counter()
-        it.invoke()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts[100:]) * 1e6)
-
-
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
@@ -60,6 +35,7 @@ def main() -> None:
 
     import train.activations  # noqa: F401  (registers TanhExp for load_model)
     from export import lowering as L
+    from export.lowering_bench import predict, time_interleaved
     from export.run import to_float
     from runtime.provenance import provenance
 
@@ -75,12 +51,13 @@ def main() -> None:
     files = {"exported float32.tflite": (a.run / "export" / "float32.tflite").read_bytes()}
     for name in ("bounded3", "ratio3"):
         files[name] = tf.lite.TFLiteConverter.from_keras_model(L.lowered_copy(model, name)).convert()
+    p50 = time_interleaved({f: (buf, True) for f, buf in files.items()}, inputs["x/255"], rounds=15, per_round=100)
     rows = []
     for fname, buf in files.items():
-        lat = p50_us(buf, inputs["x/255"])
+        lat = p50[fname]
         for iname, x in inputs.items():
             for kernels, xnn in (("xnnpack", True), ("builtin", False)):
-                p = probs(buf, x, xnn)
+                p = predict(buf, x, batch=500, xnnpack=xnn)
                 rows.append({"file": fname, "input": iname, "kernels": kernels,
                              "max_abs_dp": float(np.abs(p - ref).max()),
                              "agreement": float(np.mean(p.argmax(1) == ref.argmax(1))),
