@@ -66,6 +66,12 @@ def parse(argv=None):
                         "(self-distillation: the int8 model then agrees more with the float model)")
     m = p.add_argument_group("measurement")
     m.add_argument("--parity-batch", type=int, default=500, metavar="N", help="images per interpreter call for parity")
+    m.add_argument("--max-dp", type=float, default=2e-5, metavar="D",
+                   help="parity check of float32 files: pass when max |p - p_keras| over the test split <= D "
+                        "(room for a runtime's own float arithmetic)")
+    m.add_argument("--max-drop-pt", type=float, default=0.3, metavar="PT",
+                   help="parity check of float16, dynamic, int8 and qat files: pass when the test accuracy is at "
+                        "most PT points below the Keras model's (top-1 agreement is reported beside it)")
     return p.parse_args(argv)
 
 
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
                        tflite_float_layers=[n for n in (args.tflite_float_layers or "").split(",") if n],
                        onnx_activations=args.onnx_activations, qat_epochs=args.qat_epochs,
                        qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size, qat_target=args.qat_target,
-                       parity_batch=args.parity_batch)
+                       parity_batch=args.parity_batch, max_dp=args.max_dp, max_drop_pt=args.max_drop_pt)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     try:
         from export.api import export
@@ -101,7 +107,7 @@ def main(argv=None) -> int:
     except OSError as e:  # e.g. the disk filled up while writing the manifest
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    print(table(manifest))
+    print(table(manifest, cfg.max_dp, cfg.max_drop_pt))
     return 0
 
 

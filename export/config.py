@@ -52,6 +52,8 @@ class ExportConfig:
     qat_batch_size: int = 100
     qat_target: str = "labels"             # what QAT fits: "labels", or "float" (the float model's outputs)
     parity_batch: int = 500                # images per interpreter call when the model allows a batch
+    max_dp: float = 2e-5                   # parity check of float32 files: max |dp| against Keras
+    max_drop_pt: float = 0.3               # parity check of every other mode: accuracy drop, points
     runs_root: str = "runs"                # where --run is looked for when omitted
 
     def modes(self) -> list[str]:
@@ -85,6 +87,9 @@ class ExportConfig:
             (self.qat_target in QAT_TARGET_NAMES,
              f"--qat-target must be one of {', '.join(QAT_TARGET_NAMES)}, got {self.qat_target!r}"),
             (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
+            (self.max_dp >= 0 and math.isfinite(self.max_dp), f"--max-dp must be a finite number >= 0, got {self.max_dp}"),
+            (self.max_drop_pt >= 0 and math.isfinite(self.max_drop_pt),
+             f"--max-drop-pt must be a finite number >= 0, got {self.max_drop_pt}"),
         ]
         dup = sorted({n for n in self.tflite_float_layers if self.tflite_float_layers.count(n) > 1})
         checks.append((not dup, f"--tflite-float-layers lists a layer twice: {', '.join(dup)}"))

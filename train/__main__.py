@@ -23,6 +23,10 @@ def parse(argv=None):
         description="Train a lightweight CIFAR-10 CNN. Defaults reproduce the seed experiment: "
                     "Adam, batch 100, 50 epochs, pixels/255, no augmentation. Rerunning the same "
                     "command after an interruption resumes after the last finished epoch.",
+        epilog="Several machines: set TF_CONFIG on each (cluster.worker lists every host:port, task.index says which "
+               "one this is) and run the same command on all of them; MultiWorkerMirroredStrategy then trains one "
+               "model with the same global batch, learning-rate schedule and epochs as on one machine. Worker 0 "
+               "(or the chief) writes the run folder, which must be on storage every worker sees to resume.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     m = p.add_argument_group("model")
     m.add_argument("--act", default="tanhexp", help="activation: relu or tanhexp")
@@ -56,6 +60,9 @@ def parse(argv=None):
     o.add_argument("--out", default=None, help="run folder (default runs/<arch>-<act>-s<seed>)")
     o.add_argument("--mixed-precision", action="store_true", help="mixed precision where the hardware has it: float16 on a GPU, bfloat16 on "
                         "a CPU with AVX512_BF16/AMX (1.1-1.7x faster here, same accuracy); an error elsewhere")
+    o.add_argument("--cpu-replicas", type=int, default=1, metavar="N",
+                   help="split the CPU into N logical devices and train with MirroredStrategy over them: no "
+                        "faster, but the multi-device code path on a machine without GPUs")
     o.add_argument("--deterministic", action="store_true", help="deterministic ops (same seed, same weights)")
     o.add_argument("--verbose", type=int, default=1 if sys.stderr.isatty() else 2, choices=(0, 1, 2),
                    help="1: progress bar, 2: one line per epoch, 0: quiet")
@@ -68,15 +75,17 @@ def main(argv=None) -> int:
     from train.config import RunExists, TrainConfig
     from train.data import resolve
     from train.data.errors import DataError
+    from train.distribute import read_tf_config
 
     cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, ema=args.ema,
                       seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
                       mixed_precision=args.mixed_precision, deterministic=args.deterministic,
-                      limit_train=args.limit_train, verbose=args.verbose)
+                      limit_train=args.limit_train, cpu_replicas=args.cpu_replicas, verbose=args.verbose)
     try:
         cfg.validate()  # before importing TensorFlow: bad input fails in milliseconds
         resolve(cfg.data)  # a missing or unsupported data path, too
+        read_tf_config()  # and a bad or half-written TF_CONFIG
         from train.loop import train
         train(cfg)
     except (ValueError, DataError, RunExists, OSError) as e:
@@ -86,12 +95,22 @@ def main(argv=None) -> int:
         print("interrupted: rerun the same command to resume after the last finished epoch", file=sys.stderr)
         return 130
     except Exception as e:  # TensorFlow's own file errors, e.g. a full disk while checkpointing
-        msg = tf_io_error(e)
+        msg = tf_io_error(e) or peer_lost(e)
         if msg is None:
             raise
         print(f"error: {msg}", file=sys.stderr)
         return 1
     return 0
+
+
+def peer_lost(e: Exception) -> str | None:
+    """One line when a multi-worker run lost a peer: TensorFlow's health check aborts the
+    collectives with UnavailableError (or a collective reports a cancelled/failed peer)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)):
+        return None
+    return ("a worker of the cluster stopped responding; rerun every worker's command to resume after the last "
+            f"finished epoch ({type(e).__name__})")
 
 
 def tf_io_error(e: Exception) -> str | None:

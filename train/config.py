@@ -37,6 +37,7 @@ class TrainConfig:
     val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
     out: str | None = None          # run folder; default runs/<arch>-<act>-s<seed>
     mixed_precision: bool = False   # float16 on GPU, bfloat16 on CPUs with it (train.precision)
+    cpu_replicas: int = 1           # > 1: MirroredStrategy over that many logical CPU devices
     deterministic: bool = False     # tf.config.experimental.enable_op_determinism()
     limit_train: int | None = None  # first N training images (quick runs, tests)
     verbose: int = 1                # 1: Keras progress bar, 2: a line per epoch, 0: silent
@@ -61,6 +62,8 @@ class TrainConfig:
             (self.ema is None or 0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
+            (isinstance(self.cpu_replicas, int) and 1 <= self.cpu_replicas <= 64,
+             f"--cpu-replicas must be an integer in 1..64, got {self.cpu_replicas}"),
             (self.limit_train is None or self.limit_train > 0, f"--limit-train must be > 0, got {self.limit_train}"),
         ]
         for ok, msg in checks:
@@ -83,7 +86,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     # What may differ between a run and its resumption without changing the result.
-    RESUME_FREE = ("verbose", "out")
+    RESUME_FREE = ("verbose", "out", "cpu_replicas")  # replicas: the same global batch, schedule and epochs
 
     def same_run(self, other: "TrainConfig") -> bool:
         a, b = self.resolved(), other.resolved()

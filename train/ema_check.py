@@ -25,16 +25,16 @@ def check(run: Path) -> dict:
     from train.config import TrainConfig
     from train.data import load
     from train.ema import averages, swap
-    from train.loop import _ckpt_dir, build_run_model, eval_dataset
+    from train.loop import build_run_model, eval_dataset
     from train.recipes import optimizer, recipe_of
 
     cfg = TrainConfig.from_json(run / "config.json")
     recipe = recipe_of(cfg)
     if not recipe.ema:
         raise ValueError(f"{run} was trained without --ema: it has no averaged weights")
-    latest = tf.train.latest_checkpoint(str(_ckpt_dir(run)))
+    latest = tf.train.latest_checkpoint(str(run / "ckpt"))
     if latest is None:
-        raise ValueError(f"{run} has no checkpoint left ({_ckpt_dir(run)})")
+        raise ValueError(f"{run} has no checkpoint left ({run / 'ckpt'})")
     data = load(cfg.data, cfg.val_size, cfg.seed)
     if not len(data.y_val):
         raise ValueError(f"{run} was trained without a validation split")

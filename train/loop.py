@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,8 +123,9 @@ def save_model(model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
-    """Refuse to mix runs; return the finished metrics if this exact run is already done."""
+def _prepare_run_dir(cfg: TrainConfig, run: Path, clean: bool = True) -> dict | None:
+    """Refuse to mix runs; return the finished metrics if this exact run is already done.
+    Only the chief cleans (`clean`); the other workers of a cluster only read the folder."""
     cfg_file = run / "config.json"
     if cfg_file.exists():
         try:
@@ -137,7 +140,7 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path) -> dict | None:
         raise RunExists(f"--out {run} is a file, not a folder")
     elif run.exists() and any(p not in _killed_leftovers(run) for p in run.iterdir()):
         raise RunExists(f"{run} is not empty and has no config.json; choose another --out")
-    for p in _killed_leftovers(run):  # this run's folder, and nothing but the trainer writes these names
+    for p in _killed_leftovers(run) if clean else ():  # this run's folder, and nothing but the trainer writes these names
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -170,23 +173,48 @@ def build_run_model(cfg: TrainConfig, num_classes: int, **kwargs):
 
 
 def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> dict:
+    """Train one run. Under MultiWorkerMirroredStrategy every worker calls this with the same cfg:
+    the chief writes the run folder, the others a temporary folder removed at the end, and all of
+    them resume from the chief's checkpoints (so the run folder must be on storage every worker
+    sees, as for TensorFlow's own BackupAndRestore)."""
+    from train.distribute import read_tf_config, setup
+
+    cfg.validate()
+    cluster = read_tf_config()  # a bad TF_CONFIG fails here, before the run folder is touched
+    # The code that trains is the checkout's now: the commit at the end (in provenance) can differ
+    # when the checkout moves on during an hour-long run.
+    commit_at_start = git_commit()
+    run = cfg.run_dir()
+    done = _prepare_run_dir(cfg, run, clean=cluster.is_chief)
+    if done is not None:
+        print(f"{run}: already trained ({done['epochs']} epochs, test accuracy "
+              f"{done['test_accuracy']:.4f}); nothing to do", file=sys.stderr)
+        return done
+    # First of all TensorFlow: the multi-worker strategy must exist before the context does.
+    name, strategy, cluster = setup(cfg.cpu_replicas, strategy_name, devices, cluster)
+    if cluster.is_chief:
+        return _train(cfg, run, run, strategy, name, cluster, commit_at_start)
+    # Named after the run and the task, so that a worker killed with -9 (no cleanup runs) has its
+    # leftovers removed when its command is rerun.
+    tag = hashlib.sha256(str(run.resolve()).encode()).hexdigest()[:12]
+    scratch = Path(tempfile.gettempdir()) / f"edgecnn-{tag}-{cluster.task_type}{cluster.task_index}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        return _train(cfg, scratch, run, strategy, name, cluster, commit_at_start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(cfg: TrainConfig, run: Path, chief_run: Path, strategy, name: str, cluster, commit_at_start) -> dict:
+    """`run` is where this worker writes; `chief_run` is where checkpoints are read from."""
     from train.data import load
-    from train.distribute import describe_devices, make_strategy
+    from train.distribute import all_agree, describe_devices
     from train.ema import SwapEMAWeights, finalize
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
     from train.recipes import loss, optimizer, recipe_of
 
-    cfg.validate()
-    # The code that trains is the checkout's now: the commit at the end (in provenance) can differ
-    # when the checkout moves on during an hour-long run.
-    commit_at_start = git_commit()
-    run = cfg.run_dir()
-    done = _prepare_run_dir(cfg, run)
-    if done is not None:
-        print(f"{run}: already trained ({done['epochs']} epochs, test accuracy "
-              f"{done['test_accuracy']:.4f}); nothing to do", file=sys.stderr)
-        return done
     data = load(cfg.data, cfg.val_size, cfg.seed)  # before mkdir: bad data leaves no empty run folder
     if cfg.limit_train:
         data.x_train, data.y_train = data.x_train[:cfg.limit_train], data.y_train[:cfg.limit_train]
@@ -199,9 +227,10 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.seed)
-    name, strategy = make_strategy(strategy_name, devices)
     where = describe_devices(strategy)
-    print(f"training {cfg.arch}/{cfg.act} on {where} ({name} strategy)", file=sys.stderr)
+    if cluster.workers > 1:
+        where += f", {cluster.workers} workers"
+    print(f"training {cfg.arch}/{cfg.act} on {where} ({name} strategy, {cluster.describe()})", file=sys.stderr)
 
     policy = keras.mixed_precision.global_policy()
     if cfg.mixed_precision:
@@ -211,6 +240,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         with strategy.scope():
             model = build_run_model(cfg, len(data.classes), final_dtype="float32" if cfg.mixed_precision else None)
             recipe = recipe_of(cfg)
+            # Steps count global batches: the schedule is the same on any number of replicas and workers.
             opt = optimizer(recipe, recipe.lr, cfg.epochs * math.ceil(len(data.y_train) / cfg.batch_size))
             model.compile(opt, loss(recipe), ["accuracy"])
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -221,20 +251,26 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source,
                                          "recipe_settings": dataclasses.asdict(recipe_of(cfg)),
                                          "device": machine()})
-        manager = tf.train.CheckpointManager(ckpt, str(_ckpt_dir(run)), max_to_keep=1)
+        # Every worker must save (saving reads variables through collectives), each into its own
+        # folder; all restore from the chief's.
+        manager = tf.train.CheckpointManager(ckpt, str(run / "ckpt"), max_to_keep=1)
+        latest = tf.train.latest_checkpoint(str(chief_run / "ckpt"))
         first = 0
-        if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).expect_partial()
+        if latest:
+            ckpt.restore(latest).expect_partial()
             first = int(epoch_var.numpy())
-            print(f"resuming {run} after epoch {first}", file=sys.stderr)
-        rows = [r for r in read_history(run / "history.csv") if r["epoch"] <= first]
+            print(f"resuming {chief_run} after epoch {first}", file=sys.stderr)
+        if not all_agree(strategy, first):
+            raise ValueError(f"the workers resume after different epochs (this one: {first}); every worker must "
+                             f"see the chief's run folder {chief_run} (shared storage) to resume")
+        rows = [r for r in read_history(chief_run / "history.csv") if r["epoch"] <= first]
 
         def save_ckpt(epoch):
             epoch_var.assign(epoch)
             try:
                 manager.save(checkpoint_number=epoch)
             except tf.errors.OpError:  # e.g. a full disk: no half-written checkpoint left behind
-                for partial in _ckpt_dir(run).glob("ckpt-*_temp"):
+                for partial in (run / "ckpt").glob("ckpt-*_temp"):
                     shutil.rmtree(partial, ignore_errors=True)
                 raise
 
@@ -248,7 +284,7 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
         if first < cfg.epochs:
             model.fit(train_dataset(data.x_train, data.y_train, cfg, first), epochs=cfg.epochs,
                       initial_epoch=first, steps_per_epoch=steps, validation_data=val,
-                      callbacks=callbacks, verbose=cfg.verbose)
+                      callbacks=callbacks, verbose=cfg.verbose if cluster.is_chief else 0)
         if recipe.ema:
             # What is saved is the average. fit does this too, but not when a run killed after its
             # last checkpoint resumes with nothing left to fit; assigning the average twice is harmless.
@@ -268,20 +304,20 @@ def train(cfg: TrainConfig, strategy_name: str | None = None, devices=None) -> d
     save_model(model, run / "model.keras")
     metrics = summarize(rows, cfg, data, float(test_acc), float(test_loss), where, name, model.count_params(), precision)
     metrics["git_commit_at_start"] = commit_at_start  # of this process: a resumed run started earlier
+    metrics["weights_sha256"] = weights_digest(model)
     write_json(run / "metrics.json", metrics)
-    print(f"{run}: test accuracy {test_acc:.4f}, best val {metrics['best_val_accuracy']} at epoch "
-          f"{metrics['best_val_epoch']}, {metrics['wall_time_s']:.0f} s", file=sys.stderr)
+    print(f"{chief_run if cluster.is_chief else cluster.describe()}: test accuracy {test_acc:.4f}, best val "
+          f"{metrics['best_val_accuracy']} at epoch {metrics['best_val_epoch']}, {metrics['wall_time_s']:.0f} s, "
+          f"weights sha256 {metrics['weights_sha256'][:16]}", file=sys.stderr)
     return metrics
 
 
-def _ckpt_dir(run: Path) -> Path:
-    # Under MultiWorkerMirroredStrategy every worker must save, but only the chief into the run.
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    task = tf_config.get("task", {})
-    if task and not (task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                                       and "chief" not in tf_config.get("cluster", {}))):
-        return run / f"ckpt-{task.get('type')}-{task.get('index')}"
-    return run / "ckpt"
+def weights_digest(model) -> str:
+    """sha256 over every weight's bytes in order: equal digests, identical models (workers, reruns)."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
 def summarize(rows, cfg, data, test_acc, test_loss, where, strategy, params, precision="float32") -> dict:

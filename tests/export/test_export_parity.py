@@ -112,11 +112,19 @@ def test_int8_runner_uses_the_models_scale_not_a_constant(tanhexp_run, tmp_path)
     np.testing.assert_allclose(probs[:1], manual, atol=1e-6)
 
 
-def test_float_targets_reported(manifest):
-    from export.parity import table, target_note
+def test_parity_check_column_follows_the_thresholds(manifest):
+    from export.parity import parity_check, table
     keras_acc = manifest["source_run"]["keras_test_accuracy"]
     f32 = next(a for a in manifest["artifacts"] if a["file"] == "float32.tflite")
-    assert target_note(f32, keras_acc, f32["size_bytes"]) == "ok"
+    int8 = next(a for a in manifest["artifacts"] if a["file"] == "int8.tflite")
+    d = f32["parity"]["max_abs_diff"]
+    assert parity_check(f32, keras_acc, max_dp=d).startswith("pass")
+    assert parity_check(f32, keras_acc, max_dp=d / 2 if d else -1).startswith("FAIL")
+    drop = (keras_acc - int8["parity"]["test_accuracy"]) * 100
+    assert parity_check(int8, keras_acc, max_drop_pt=max(drop, 0)).startswith("pass")
+    assert parity_check(int8, keras_acc, max_drop_pt=drop - 0.01).startswith("FAIL")
+    assert "agree" not in parity_check(int8, keras_acc)  # agreement is reported, never judged
     text = table(manifest)
+    assert "parity check" in text and "target" not in text and "MISSED" not in text
     assert all(a["file"] in text for a in manifest["artifacts"])
     json.dumps(manifest)  # plain JSON throughout
