@@ -9,7 +9,6 @@ says today, not of a copy of it. Stops at the first failing step, like `&&` does
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from runtime.cli import Parser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def run(line: int, commit: str, keep: Path | None) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--line", type=int, choices=(1, 2), required=True, help="which README command")
     p.add_argument("--commit", default="HEAD", help="commit to clone (default HEAD of this checkout)")
     p.add_argument("--json", type=Path, required=True, help="where to write the record")

@@ -1,24 +1,13 @@
 """python -m export --format tflite: convert a trained run to device models plus a bundle."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2, like every other bad input
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):  # show defaults only where there is one worth saying
-        return action.help if action.default in (None, False) else super()._get_help_string(action)
+from runtime.cli import DefaultsHelp, Parser
 
 
 def parse(argv=None):
-    p = _Parser(
+    p = Parser(
         prog="python -m export",
         description="Export a trained run (model.keras) to TFLite or ONNX, float and quantized, with "
                     "op allow-list checks and parity against the Keras model on the full test split. "
@@ -27,7 +16,7 @@ def parse(argv=None):
                     "same folder adds to its manifest.",
         epilog="modes: tflite float32 float16 dynamic int8 qat; onnx float32 dynamic int8.  "
                "Example: python -m export --format tflite --quant float32 int8 --run runs/seed-tanhexp-s0",
-        formatter_class=_Help)
+        formatter_class=DefaultsHelp)
     w = p.add_argument_group("what to export")
     w.add_argument("--format", required=True, metavar="{tflite,onnx}", help="target format")
     w.add_argument("--quant", nargs="+", default=None, metavar="MODE",
@@ -53,17 +42,11 @@ def parse(argv=None):
     o.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (13..18)")
     o.add_argument("--onnx-calib-percentile", type=float, default=None, metavar="P",
                    help="ONNX int8: activation ranges from the P-th percentile of the calibration values "
-                        "(e.g. 99.99) instead of their min/max (docs/results.md section 6: helps ResNet-8)")
-    o.add_argument("--onnx-activations", default="uint8", metavar="{uint8,int8}",
-                   help="ONNX int8: activation type; uint8 (default) lets ONNX Runtime fuse TanhExp's "
-                        "convolutions into integer kernels on x86, int8 does not (same accuracy)")
+                        "(e.g. 99.99) instead of their min/max (docs/results.md: helps ResNet-8)")
     t = p.add_argument_group("quantization-aware training (--quant qat)")
     t.add_argument("--qat-epochs", type=int, default=2, metavar="N", help="fine-tuning epochs on the run's training split")
     t.add_argument("--qat-lr", type=float, default=1e-4, metavar="LR", help="Adam learning rate")
     t.add_argument("--qat-batch-size", type=int, default=100, metavar="N", help="QAT batch size")
-    t.add_argument("--qat-target", default="labels", metavar="{labels,float}",
-                   help="what QAT fits: the training labels (default), or the float model's own outputs "
-                        "(self-distillation: the int8 model then agrees more with the float model)")
     m = p.add_argument_group("measurement")
     m.add_argument("--parity-batch", type=int, default=500, metavar="N", help="images per interpreter call for parity")
     m.add_argument("--max-dp", type=float, default=2e-5, metavar="D",
@@ -93,8 +76,8 @@ def main(argv=None) -> int:
                        onnx_calib_percentile=args.onnx_calib_percentile,
                        tflite_calib_percentile=args.tflite_calib_percentile,
                        tflite_float_layers=[n for n in (args.tflite_float_layers or "").split(",") if n],
-                       onnx_activations=args.onnx_activations, qat_epochs=args.qat_epochs,
-                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size, qat_target=args.qat_target,
+                       qat_epochs=args.qat_epochs,
+                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size,
                        parity_batch=args.parity_batch, max_dp=args.max_dp, max_drop_pt=args.max_drop_pt)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     try:
@@ -112,6 +95,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from train.quietlog import native_logs_filtered
+    from runtime.quietlog import native_logs_filtered
     with native_logs_filtered():  # TensorFlow's native log lines would bury a one-line error
         sys.exit(main())

@@ -16,7 +16,7 @@ OPSETS = range(13, 19)  # tf2onnx 1.17 converts to opset 13..18
 # int8 activations into uint8 pairwise (QDQS8ToU8), and skips a Q whose output feeds several
 # DequantizeLinear nodes (TanhExp uses its input three times). The conv before it then has a uint8
 # input and an int8 output, so it is not fused into QLinearConv and runs as float between Q/DQ
-# (docs/results.md section 4). Same 256 levels of the same range: same accuracy.
+# (docs/results.md). Same 256 levels of the same range: same accuracy.
 ONNX_ACTIVATIONS = {"uint8": "QUInt8", "int8": "QInt8"}  # -> onnxruntime.quantization.QuantType
 QAT_TARGET_NAMES = ("labels", "float")  # export.qat.QAT_TARGETS' keys (checked by a test), without loading tfmot
 
@@ -46,11 +46,11 @@ class ExportConfig:
     onnx_calib_percentile: float | None = None  # ONNX static int8: None -> min/max ranges, else this percentile
     tflite_calib_percentile: float | None = None  # TFLite int8: the same (export/tflite_ranges.py)
     tflite_float_layers: list[str] = field(default_factory=list)  # TFLite int8: Keras layers kept in float (export/tflite_select.py)
-    onnx_activations: str = "uint8"        # ONNX static int8: activation type (ONNX_ACTIVATIONS)
+    onnx_activations: str = "uint8"        # ONNX static int8: activation type (ONNX_ACTIVATIONS); int8 is for experiments
     qat_epochs: int = 2
     qat_lr: float = 1e-4                   # small: QAT fine-tunes a trained model, it does not retrain it
     qat_batch_size: int = 100
-    qat_target: str = "labels"             # what QAT fits: "labels", or "float" (the float model's outputs)
+    qat_target: str = "labels"             # what QAT fits: "labels"; "float" (self-distillation) was rejected, for experiments
     parity_batch: int = 500                # images per interpreter call when the model allows a batch
     max_dp: float = 2e-5                   # parity check of float32 files: max |dp| against Keras
     max_drop_pt: float = 0.3               # parity check of every other mode: accuracy drop, points
@@ -80,12 +80,12 @@ class ExportConfig:
             (self.opset in OPSETS, f"--opset must be in {OPSETS.start}..{OPSETS.stop - 1}, got {self.opset}"),
             (pct_error is None, pct_error),
             (self.onnx_activations in ONNX_ACTIVATIONS,
-             f"--onnx-activations must be one of {', '.join(ONNX_ACTIVATIONS)}, got {self.onnx_activations!r}"),
+             f"onnx_activations must be one of {', '.join(ONNX_ACTIVATIONS)}, got {self.onnx_activations!r}"),
             (self.qat_epochs > 0, f"--qat-epochs must be > 0, got {self.qat_epochs}"),
             (self.qat_lr > 0 and math.isfinite(self.qat_lr), f"--qat-lr must be a finite number > 0, got {self.qat_lr}"),
             (self.qat_batch_size > 0, f"--qat-batch-size must be > 0, got {self.qat_batch_size}"),
             (self.qat_target in QAT_TARGET_NAMES,
-             f"--qat-target must be one of {', '.join(QAT_TARGET_NAMES)}, got {self.qat_target!r}"),
+             f"qat_target must be one of {', '.join(QAT_TARGET_NAMES)}, got {self.qat_target!r}"),
             (self.parity_batch > 0, f"--parity-batch must be > 0, got {self.parity_batch}"),
             (self.max_dp >= 0 and math.isfinite(self.max_dp), f"--max-dp must be a finite number >= 0, got {self.max_dp}"),
             (self.max_drop_pt >= 0 and math.isfinite(self.max_drop_pt),

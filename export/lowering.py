@@ -5,18 +5,9 @@ TFLite converter maps to builtins and tf2onnx to standard-domain ONNX ops; `lowe
 name)` returns a clone of a trained model whose TanhExp layers compute that formula, with the
 same weights. `choose(mode)` says which lowering each export mode uses.
 
-Two kinds of lowering (measurements and reasoning: docs/lowering.md, produced by
-`python -m export.lowering_bench`):
-
-* elementwise: TanhExp -> a formula of builtin ops, same graph shape.
-* pooled ("pool_*"): an act -> MaxPool2D pair becomes one layer that pools FIRST and applies
-  the formula to the 4x smaller pooled tensor. TanhExp is quasi-convex (decreasing on
-  (-inf, -0.6], increasing after), so over any window max_i f(x_i) = max(f(max x), f(min x)).
-  "pool_exact*"/"pool_cat*" compute both terms (exact up to float rounding); "pool_max*" only
-  f(max x), which is wrong on all-negative windows: they are common (conv2 of the seed net
-  reaches -16), and it costs 7 % top-1 agreement even in float32. Where a pair cannot be fused
-  (the activation feeds something else too, another pooling type, shared layers) the
-  elementwise formula is used.
+The candidates that were measured and not chosen (other exponent bounds, sigmoid gates,
+act->MaxPool fusions) live in experiments/lowering_candidates.py; their figures are in
+docs/lowering.md (`python -m experiments.lowering_bench`).
 
 Why the int8 graph does not simply run the training formula:
 * every int8 op rounds its output on a per-tensor grid fixed by calibration: EXP's spans
@@ -113,64 +104,32 @@ def _bound_error(**kw) -> float:
     return float(sup * 1.01)  # margin for the grid's step (0.0005) missing the peak
 
 
-# f(M) instead of max(f(M), f(m)) on an all-negative window: both lie in [min f, 0], min f = -0.3532
-POOL_MAX_ERROR = 0.3533
-
-
 @dataclass(frozen=True)
 class Lowering:
     fn: Callable            # the elementwise formula, plain TF ops
-    pool: str               # "none" | "max" (f(maxpool x)) | "exact" (max(f(maxpool x), f(minpool x)))
-                            # | "cat" (= "exact", one f over concat(maxpool, minpool), max as a + relu(b - a))
-    exact: bool             # the training function in float32 (max |dp| <= 1e-5 vs Keras)
+    exact: bool             # the training function in float32 (its bound error is 0)
     doc: str
     # documented bound of the formula: |fn(x) - x*tanh(e^x)| <= max_error * max(1, |x|) beyond
-    # float32 rounding; pool "max" adds up to POOL_MAX_ERROR (absolute) on all-negative windows
+    # float32 rounding
     max_error: float = 0.0
 
     def __call__(self, x):
         return self.fn(x)
 
 
-def _add(name: str, pool: str, doc: str, **kw) -> None:
+def _add(name: str, doc: str, **kw) -> Lowering:
     err = _bound_error(**{k: v for k, v in kw.items() if k != "minop"})
-    exact = err < 1e-9 and pool != "max"  # 1 - tanh(e^3) = 4e-18: bounded3 is the textbook f in float64
-    LOWERINGS[name] = Lowering(_formula(**kw), pool, exact, doc, 0.0 if err < 1e-9 else err)
+    # 1 - tanh(e^3) = 4e-18: bounded3 is the textbook f in float64
+    LOWERINGS[name] = Lowering(_formula(**kw), err < 1e-9, doc, 0.0 if err < 1e-9 else err)
+    return LOWERINGS[name]
 
 
-HINGE = (0.25, 0.8)  # least max-error fit of tanh(1 + x + k relu(x - a)) to tanh(e^x) on x > 0
 LOWERINGS: dict[str, Lowering] = {}
 # exact: the training function in float32
-_add("bounded3", "none", "the training formula x*tanh(exp(min(x,3))): MINIMUM, EXP, TANH, MUL")
-_add("naive", "none", "x*tanh(exp(x)): EXP's int8 range is unbounded (and float16 overflows above x=11)", c=None)
-_add("sigmoid3", "none", "bounded3 with tanh(z) = 2*sigmoid(2z)-1", gate="sigmoid")
-_add("sub3", "none", "bounded3 with min(x,3) = x - relu(x-3): the conv output keeps its range", minop="sub")
-_add("pool_exact3", "exact", "act->MaxPool as max(f(maxpool x), f(-maxpool(-x))), f = bounded3")
-_add("pool_exact_sub3", "exact", "pool_exact3 with f = sub3", minop="sub")
-# approximate, for int8 only
-for _c in (0.7, 1.0, 1.4, 2.0):
-    _add(f"bounded{_c:g}", "none", f"x*tanh(exp(min(x,{_c:g}))): finer EXP grid; MINIMUM clips x at {_c:g}", c=_c)
-for _c in (1.0, 1.4):
-    _add(f"norm{_c:g}", "none", f"bounded{_c:g} with the gate divided by tanh(e^{_c:g})", c=_c, norm=True)
-for _c in (1.0, 1.4, 2.0):
-    _add(f"sub{_c:g}", "none", f"x*tanh(exp(x - relu(x-{_c:g}))): EXP grid e^{_c:g}/255, x unclipped", c=_c, minop="sub")
-for _l in (4.0, 6.0):
-    _add(f"sub1.4_floor{_l:g}", "none", f"sub1.4 on max(x,-{_l:g}): conv output grid [-{_l:g}, max]",
-         c=1.4, minop="sub", floor=_l)
-_add("elu3", "none", "x*tanh(1 + elu(x - relu(x-3))): no EXP/MINIMUM, all ops in XNNPACK", minop="sub", gate="elu")
-_add("eluh3", "none", f"elu3 + {HINGE[1]}*relu(x-{HINGE[0]}) inside tanh: closer for x > 0, all in XNNPACK",
-     minop="sub", gate="elu", hinge=HINGE)
-_add("pool_max3", "max", "act->MaxPool as f(maxpool x), f = bounded3: wrong on all-negative windows")
-_add("pool_sub1.4", "max", "pool_max3 with f = sub1.4", c=1.4, minop="sub")
-_add("pool_exact_sub1.4", "exact", "pool_exact3 with f = sub1.4", c=1.4, minop="sub")
-_add("pool_exact_eluh3", "exact", "pool_exact3 with f = eluh3", minop="sub", gate="elu", hinge=HINGE)
-# "cat": the two pooled tensors share one chain of ops (half the op launches and partition breaks),
-# and the max is SUB+fused RELU then ADD, which XNNPACK takes (int8 MAXIMUM it does not).
-# Measured: no faster than elementwise in int8 (the min branch costs a full-size MUL by -1).
-_add("pool_cat_sub3", "cat", "pool_exact_sub3 as one chain over concat(max, min), max via SUB/RELU/ADD", minop="sub")
-_add("pool_cat_sub1.4", "cat", "pool_cat_sub3 with c=1.4", c=1.4, minop="sub")
-_add("pool_cat_eluh3", "cat", "pool_cat_sub3 with f = eluh3: no op outside XNNPACK but SOFTMAX",
-     minop="sub", gate="elu", hinge=HINGE)
+_add("bounded3", "the training formula x*tanh(exp(min(x,3))): MINIMUM, EXP, TANH, MUL")
+_add("naive", "x*tanh(exp(x)): EXP's int8 range is unbounded (and float16 overflows above x=11)", c=None)
+# approximate (|error| <= 0.027 max(1, |x|)), for int8: no EXP or MINIMUM, every op in XNNPACK
+_add("elu3", "x*tanh(1 + elu(x - relu(x-3))): no EXP/MINIMUM, all ops in XNNPACK", minop="sub", gate="elu")
 
 # export mode -> lowering (measured: docs/lowering.md, docs/results/lowering.json).
 # Float modes MUST compute the training function (exports are checked against Keras at 1e-5),
@@ -187,15 +146,15 @@ DEFAULTS = {"float32": "bounded3", "float16": "bounded3", "dynamic": "bounded3",
 # op as its own kernel; in float32 *inference* the textbook formula is exact too (exp
 # overflows to inf, tanh(inf) = 1, x * 1 = x; the bound exists for gradients and for int8
 # ranges), and dropping the Min measured 121.7 vs 128.3 us per image (ReLU 87.9 us), max
-# |dp| 0.0 between the two graphs (docs/results.md, section 4).
+# |dp| 0.0 between the two graphs (docs/results.md).
 #
-# ONNX int8 (session 15): standard ONNX has no quantized Elu or Tanh, so `elu3` ran as three
+# ONNX int8: standard ONNX has no quantized Elu or Tanh, so `elu3` ran as three
 # DequantizeLinear -> float op -> QuantizeLinear islands with QLinearAdd/Mul between, each
 # rounding to int8: 56 % of TanhExp int8.onnx's time (runtime.profile). Instead the exact float
 # formula is left unquantized between the int8 convolutions (export/onnx.py, `float_island`):
 # one DequantizeLinear, Exp, Tanh, Mul, one QuantizeLinear. Validation split, 10-epoch seed net,
 # AVX2 x86: 33 nodes against 60, agreement 97.92 vs 97.78 %, p50 1.36-1.62x faster
-# (docs/experiments/onnx_float_island.py, docs/results.md section 4).
+# (experiments/onnx_float_island.py, docs/results.md).
 FORMAT_DEFAULTS = {("onnx", "float32"): "naive", ("onnx", "int8"): "naive"}
 
 
@@ -227,81 +186,21 @@ class LoweredTanhExp(keras.layers.Layer):
         return {**super().get_config(), "lowering": self.lowering}
 
 
-@keras.utils.register_keras_serializable(package="edgecnn")
-class LoweredTanhExpPool(LoweredTanhExp):
-    """act -> MaxPooling2D fused: pool first, then the formula on the pooled tensor.
-
-    A subclass of LoweredTanhExp on purpose: export/qat.py gives every LoweredTanhExp an
-    output fake-quant, which is exactly where the int8 graph requantizes."""
-
-    def __init__(self, lowering: str = "pool_max3", pool_size=(2, 2), strides=None, padding="valid",
-                 data_format=None, **kwargs):
-        super().__init__(lowering, **kwargs)
-        if LOWERINGS[lowering].pool not in ("max", "exact", "cat"):
-            raise ValueError(f"lowering {lowering!r} is elementwise; use LoweredTanhExp")
-        self.pool_cfg = dict(pool_size=pool_size, strides=strides, padding=padding, data_format=data_format)
-        self._pool = keras.layers.MaxPooling2D(**self.pool_cfg, dtype=self.dtype_policy)
-
-    def call(self, x):
-        low = LOWERINGS[self.lowering]
-        hi = self._pool(x)
-        if low.pool == "max":
-            return low(hi)
-        # min-pool as -maxpool(-x); "* -1" not NEG: int8 NEG has no kernel (float island)
-        lo = self._pool(x * -1.0) * -1.0
-        if low.pool == "exact":
-            return tf.maximum(low(hi), low(lo))
-        axis = 1 if self.pool_cfg["data_format"] == "channels_first" else -1
-        a, b = tf.split(low(tf.concat([hi, lo], axis)), 2, axis)
-        return a + tf.nn.relu(b - a)  # = max(a, b) up to one rounding of b - a
-
-    def compute_output_shape(self, input_shape):
-        return self._pool.compute_output_shape(input_shape)
-
-    def get_config(self):
-        return {**super().get_config(), **self.pool_cfg}
-
-
 # --- model rewrite --------------------------------------------------------------------------
 
-def _fusable_pairs(model: keras.Model) -> dict:
-    """{id(TanhExp layer): (it, its MaxPooling2D)} for pairs where the activation's only use is that
-    pool and neither layer is shared; everything else stays elementwise."""
-    outputs = {id(t) for t in model.outputs}
-    pairs = {}
-    for layer in model.layers:
-        if not isinstance(layer, TanhExp) or len(layer._inbound_nodes) != 1:
-            continue
-        users = layer._outbound_nodes
-        if len(users) != 1 or id(layer.output) in outputs:
-            continue
-        pool = users[0].outbound_layer
-        if type(pool) is keras.layers.MaxPooling2D and len(pool._inbound_nodes) == 1:
-            pairs[id(layer)] = (layer, pool)
-    return pairs
-
-
-def lowered_copy(model: keras.Model, lowering: str) -> keras.Model:
-    """A clone of `model` whose TanhExp layers use `lowering`; weights copied. ReLU models come
-    back as clones. Pooled lowerings fuse each act->MaxPooling2D pair into one LoweredTanhExpPool
-    (named after the pool; the act's slot becomes a no-op linear Activation, keeping the graph
-    wiring intact for any functional/Sequential model); unfusable TanhExp layers get the
-    elementwise formula. Nested models are lowered recursively."""
+def lowered_copy(model: keras.Model, lowering: str, clone_layer=None) -> keras.Model:
+    """A clone of `model` whose TanhExp layers compute `lowering`; weights copied. ReLU models come
+    back as clones; nested models are lowered recursively. `clone_layer(layer)` may return a
+    replacement for any layer first (None: the default), which is how experiments fuse layers."""
     if lowering not in LOWERINGS:
         raise ValueError(f"unknown lowering {lowering!r}; choose from {sorted(LOWERINGS)}")
-    low = LOWERINGS[lowering]
-    pairs = _fusable_pairs(model) if low.pool != "none" else {}   # id(act) -> (act, pool)
-    act_of_pool = {id(pool): act for act, pool in pairs.values()}
 
     def clone(layer):
         if isinstance(layer, keras.Model):
-            return lowered_copy(layer, lowering)
-        if id(layer) in pairs:
-            return keras.layers.Activation("linear", name=layer.name, dtype=layer.dtype_policy)
-        if id(layer) in act_of_pool:
-            c = layer.get_config()
-            return LoweredTanhExpPool(lowering, c["pool_size"], c["strides"], c["padding"], c["data_format"],
-                                      name=layer.name, dtype=act_of_pool[id(layer)].dtype_policy)
+            return lowered_copy(layer, lowering, clone_layer)
+        new = clone_layer(layer) if clone_layer else None
+        if new is not None:
+            return new
         if isinstance(layer, TanhExp):
             return LoweredTanhExp(lowering, name=layer.name, dtype=layer.dtype_policy)
         return layer.__class__.from_config(layer.get_config())

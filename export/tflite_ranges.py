@@ -5,8 +5,8 @@ images, so the single most extreme value of 500 images sets that tensor's int8 s
 input. On one ResNet-8 (eight int8 activations, two residual adds) five calibration samples
 gave validation drops of 0.24-0.90 pt, and more images made it worse (a bigger sample finds
 bigger extremes). Percentile 99.99 over 2,000 images held it at 0.30 +- 0.10 pt, 0.21 pt on
-test against min/max's 0.47 (docs/results.md section 6). On the seed nets it gains TanhExp
-0.7 pt of agreement and ReLU nothing (section 2), so min/max stays the default.
+test against min/max's 0.47 (docs/results.md). On the seed nets it gains TanhExp
+0.7 pt of agreement and ReLU nothing , so min/max stays the default.
 ONNX Runtime offers percentile ranges (`--onnx-calib-percentile`); TFLite's converter does
 not, so this module does it through the converter's own two halves:
 

@@ -4,7 +4,7 @@ Why: on an x86 CPU without VNNI (AVX2 only), XNNPACK's int8 convolution takes in
 in groups of 8, so the first convolution of an RGB model costs as much as an 8-channel one, and
 an int8 product is no cheaper than a float FMA there: the seed net's int8 conv 1 took ~105 us
 against 34-38 us in float, which is why its int8.tflite ran 1.5x slower than float32.tflite
-(docs/results.md section 4). `--tflite-float-layers conv1` keeps that one layer in float and
+(docs/results.md). `--tflite-float-layers conv1` keeps that one layer in float and
 everything else in int8; the file keeps int8 input and output (a DEQUANTIZE follows the input,
 exact for pixels, whose scale is 1/255), so it stays a drop-in int8.tflite for the bundle and
 the bench. On a VNNI CPU the int8 first convolution is not slower, so this is a per-target

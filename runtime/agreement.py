@@ -10,7 +10,6 @@ Runs on the device runtimes only (no TensorFlow), like the bench.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from runtime.backends import get_backend
 from runtime.bundle import load_bundle, load_reference, load_test, verify
 from runtime.errors import BenchError
+from runtime.cli import Parser
 
 
 def breakdown(probs: np.ndarray, ref: np.ndarray) -> dict:
@@ -60,7 +60,7 @@ def analyse(bundle: str, modes=("int8", "qat", "dynamic", "float16"), threads: i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.agreement", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m runtime.agreement", description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", required=True, metavar="DIR", help="an export folder (device bundle)")
     p.add_argument("--modes", default="int8,qat,dynamic,float16", metavar="M[,M]", help="which artifacts")
     a = p.parse_args(argv)

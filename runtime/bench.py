@@ -19,12 +19,7 @@ from runtime.fileio import atomic_path, check_writable, write_json
 from runtime.measure import BenchConfig, run_bench
 from runtime.progress import progress
 from runtime.table import bench_summary
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage dump
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+from runtime.cli import Parser
 
 
 def _count(zero_ok=False):
@@ -75,7 +70,7 @@ def _save(option: str, path: str, write) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m runtime.bench", description="Measure exported models on this "
+    p = Parser(prog="python -m runtime.bench", description="Measure exported models on this "
                 "device: accuracy, agreement, latency, throughput, memory (docs/runtime.md).")
     what = p.add_argument_group("what to measure")
     src = what.add_mutually_exclusive_group(required=True)

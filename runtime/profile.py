@@ -11,13 +11,12 @@ either side of it. Block boundaries sit before each convolution, pool, reshape, 
 softmax and after each convolution: a prefix ending inside an activation (at a float
 DEQUANTIZE, say) can be partitioned differently by the XNNPACK delegate, so single-op
 differences there are not trustworthy. It found that XNNPACK's int8 first convolution costs
-~3x its float32 one on an x86 without VNNI (docs/results.md section 4).
+~3x its float32 one on an x86 without VNNI (docs/results.md).
 
 Exit codes: 0 profiled, 2 bad input (one `error:` line).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -31,6 +30,7 @@ from runtime.errors import BenchError, ModelError, one_line
 from runtime.fileio import check_writable, write_json
 from runtime.provenance import provenance
 from runtime.table import markdown_table
+from runtime.cli import Parser
 
 PROFILE_SCHEMA = "edge-profile/1"
 
@@ -180,7 +180,7 @@ def profile(path, threads: int = 1, runs: int = 2000) -> dict:
 
 def main(argv=None) -> int:
     from runtime.bench import _count  # the bench's positive-integer option type
-    p = argparse.ArgumentParser(prog="python -m runtime.profile", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m runtime.profile", description=__doc__.split("\n\n")[0],
                                 epilog="TFLite: ops grouped into blocks (a convolution, its activation, a pool...), "
                                        "each costed by prefix models; ONNX: every node, from ONNX Runtime's profiler.")
     p.error = lambda msg: (print(f"error: {msg} (see --help)", file=sys.stderr), sys.exit(2))

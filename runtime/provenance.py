@@ -52,7 +52,7 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
 
 # The vector extensions that decide how fast convolutions, int8 and bfloat16 run. The model name
 # alone does not: two VMs both called "AMD EPYC", one with AVX-512/AVX512_BF16 and one with AVX2
-# only, trained ResNet-8 at 23 s and 98 s an epoch (docs/results.md section 6, session 12).
+# only, trained ResNet-8 at 23 s and 98 s an epoch (docs/results.md).
 SPEED_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
                "amx_tile", "amx_int8", "amx_bf16",                      # x86
                "asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2")  # ARM (Pi 4: asimd; Pi 5: + dotprod)

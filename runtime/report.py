@@ -6,7 +6,6 @@ device dependency. Exit 2 with one `error:` line for unreadable input.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ from runtime.fileio import write_text
 from runtime.provenance import MACHINE_KEYS
 from runtime.schema import BENCH_SCHEMA, ROW_FIELDS
 from runtime.table import markdown_table
+from runtime.cli import Parser
 
 ACTS = ("relu", "tanhexp")
 REQUIRED = ("file", "format", "accuracy", "agreement_ref", "max_abs_diff_ref", "latency_ms_p50")  # read as r[key]
@@ -126,7 +126,7 @@ def float_deltas(rows: list[dict]) -> list[dict]:
     return out
 
 
-# An int8 model may lose this much test accuracy against its float model (issue 5's bound).
+# An int8 model may lose this much test accuracy against its float model (the study's bound).
 MAX_DROP_PT = 0.5
 # Below this many test images one image moves accuracy by more than 0.1 pt: too coarse to
 # tell a 0.5-pt loss from noise.
@@ -137,7 +137,7 @@ def ship(rows: list[dict], max_drop_pt: float = MAX_DROP_PT, min_images: int = M
     """What to deploy on each device, per activation and architecture: the fastest model
     (single-image p50) whose test accuracy is at most `max_drop_pt` points below the best
     float32 build's on the same device. The answer is the device's own: on the AVX-512 VNNI
-    EPYC it was int8.tflite, on an AVX2-only x86 a float32 model (docs/results.md section 4)."""
+    EPYC it was int8.tflite, on an AVX2-only x86 a float32 model (docs/results.md)."""
     groups = {}
     for r in rows:
         if not r.get("error"):
@@ -277,7 +277,7 @@ def write_report(paths, out_dir, with_plots: bool = True, max_drop_pt: float = M
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.report", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m runtime.report", description=__doc__.split("\n\n")[0])
     p.error = lambda msg: (print(f"error: {msg} (see --help)", file=sys.stderr), sys.exit(2))
     p.add_argument("results", nargs="+", metavar="RESULTS.json", help="edge-bench/1 files")
     p.add_argument("--out", required=True, metavar="DIR", help="where report.md and PNGs go")

@@ -3,12 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, like every other CLI here
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+from runtime.cli import Parser
 
 
 def _arch_value(convert, metavar: str):
@@ -35,14 +30,14 @@ def _names(s: str) -> list[str]:
 
 
 def parse(argv=None):
-    p = _Parser(
+    p = Parser(
         prog="python -m study",
         description="The whole TanhExp-vs-ReLU study in one command: for each architecture, recipe, "
                     "seed and activation, train (python -m train), export every format and precision "
                     "(python -m export), benchmark (python -m runtime.bench), then write OUT/report.md "
                     "with plots and OUT/study.json. Work already done is skipped, so rerunning after an "
                     "interruption continues where it stopped.",
-        epilog="Example (the full study, ResNet-8 calibrated as docs/results.md section 6 chose): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
+        epilog="Example (the full study, ResNet-8 calibrated as docs/results.md chose): python -m study --seeds 3 --recipes seed,strong --archs seed,resnet8 "
                "--arch-seeds resnet8=1 --arch-recipes resnet8=strong-sgd --mixed-precision --onnx-calib-percentile 99.99 "
                "--arch-calib-size resnet8=2000 --arch-tflite-calib-percentile resnet8=99.99.  End-to-end check in seconds: python -m study --quick --data DIR --out /tmp/q",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -136,7 +136,7 @@ def _gaps(rows, acts) -> str:
 
 
 def _precisions(results) -> str:
-    """Which policy each (arch, recipe) group trained under (bfloat16 runs: issue 2 shows they
+    """Which policy each (arch, recipe) group trained under (bfloat16 runs: the training record shows they
     reach the float32 runs' accuracy), so a mixed group is visible, not hidden."""
     seen = defaultdict(set)
     for c in results["cells"]:

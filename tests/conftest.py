@@ -79,3 +79,34 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# A real seed model trained for a few seconds on a tiny image folder, as a run folder: shared by
+# the export tests and the experiments' tests (helpers in tests/export/conftest.py).
+@pytest.fixture(scope="session")
+def export_env(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGECNN_CACHE", str(tmp_path_factory.mktemp("export-cache")))
+        mp.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        yield
+
+
+@pytest.fixture(scope="session")
+def data_dir(export_env, tmp_path_factory) -> Path:
+    return _export_helpers().write_imagefolder(tmp_path_factory.mktemp("export-data") / "cifar")
+
+
+@pytest.fixture(scope="session")
+def tanhexp_run(data_dir, tmp_path_factory) -> Path:
+    return _export_helpers().make_run(tmp_path_factory.mktemp("runs") / "seed-tanhexp-s0", data_dir, "tanhexp", epochs=4)
+
+
+@pytest.fixture(scope="session")
+def relu_run(data_dir, tmp_path_factory) -> Path:
+    return _export_helpers().make_run(tmp_path_factory.mktemp("runs") / "seed-relu-s0", data_dir, "relu", epochs=0)
+
+
+
+def _export_helpers():
+    from tests.export import conftest
+    return conftest

@@ -17,6 +17,11 @@ RECIPE_NAMES = ("seed", "strong", "strong-no-augment", "strong-flip-only", "stro
                 "strong-wd", "strong-sgd", "strong-sgd-reg")  # strong-*: ablations and variants of strong (train/recipes.py)
 
 
+# What a user picks on the command line: the published recipe, the strong one, and ResNet-8's.
+# The other names are ablations and rejected variants, kept for experiments (docs/decisions.md).
+CLI_RECIPES = ("seed", "strong", "strong-sgd")
+
+
 class RunExists(Exception):
     """The run folder holds a different run's files."""
 
@@ -56,10 +61,10 @@ class TrainConfig:
             (self.batch_size > 0, f"--batch-size must be > 0, got {self.batch_size}"),
             (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be a finite number > 0, got {self.lr}"),
             (self.weight_decay is None or (self.weight_decay >= 0 and math.isfinite(self.weight_decay)),
-             f"--weight-decay must be a finite number >= 0, got {self.weight_decay}"),
+             f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
-             f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.ema is None or 0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}"),
+             f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.ema is None or 0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (isinstance(self.cpu_replicas, int) and 1 <= self.cpu_replicas <= 64,

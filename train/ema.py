@@ -1,10 +1,10 @@
 """Weight averaging: validate and keep an exponential moving average (EMA) of the weights.
 
 Why: ResNet-8 ends `strong-sgd` short of MLPerf Tiny's 85 %, and every recipe lever tried at
-equal training time lost accuracy (docs/results.md section 6). An average of the last few
+equal training time lost accuracy (docs/results.md). An average of the last few
 thousand steps' weights costs no extra step and, in the CIFAR literature, often generalizes a
 little better than the last weights. It is kept or dropped on the validation split like the rest.
-Measured (docs/results.md section 6, `python -m train.ema_check`): under strong-sgd's cosine
+Measured (docs/results.md, `python -m experiments.ema_check`): under strong-sgd's cosine
 schedule, which decays to zero, the average lifts validation a lot mid-run but ends equal to the
 raw weights, so it changes nothing there; it can matter for schedules that stop at a high rate.
 

@@ -247,7 +247,7 @@ def _train(cfg: TrainConfig, run: Path, chief_run: Path, strategy, name: str, cl
             ckpt = tf.train.Checkpoint(model=model, optimizer=opt, epoch=epoch_var)
         # The recipe's resolved settings too: a recipe name alone would let a run trained before the
         # recipe changed pass for a run of the current one.
-        # And the machine: epoch times (study.sweep's time ratios) compare only on the same one.
+        # And the machine: epoch times (experiments.sweep's time ratios) compare only on the same one.
         write_json(run / "config.json", {**cfg.to_dict(), "data_source": data.source,
                                          "recipe_settings": dataclasses.asdict(recipe_of(cfg)),
                                          "device": machine()})

@@ -3,8 +3,8 @@ lightweight recipe (augmentation, a learning-rate schedule, weight decay). One r
 the trainer has no if-chains about recipes.
 
 Every ingredient of `strong` was kept or dropped on the validation split (5,000 training images
-held out; the test split is never read to choose): `python -m study.ablation` tabulates the
-runs, docs/results.md section 6 has the table. Weight decay was tried and dropped: AdamW at
+held out; the test split is never read to choose): `python -m experiments.ablation` tabulates the
+runs, docs/results.md has the table. Weight decay was tried and dropped: AdamW at
 5e-4 (x lr = 5e-7 per step, a no-op), none, and 0.05 gave 74.38 / 74.76 / 74.60 % validation
 (TanhExp, seed 0), all within seed noise: with augmentation this 42k-parameter net underfits
 (train accuracy ~72 % < validation), so a regularizer has nothing to fix.
@@ -35,7 +35,7 @@ RECIPES = {
     "strong": Recipe(augment=True, schedule="cosine", batch_norm=True),
     # strong with the classic CIFAR ResNet optimizer (SGD, Nesterov momentum 0.9, peak lr 0.1, cosine);
     # ResNet-8 keeps its own L2 1e-4 (MLPerf Tiny's). Tried for ResNet-8 after strong (Adam 1e-3)
-    # reached 83.5 % validation in 140 epochs: docs/results.md section 6.
+    # reached 83.5 % validation in 140 epochs: docs/results.md.
     "strong-sgd": Recipe(augment=True, schedule="cosine", batch_norm=True, optimizer="sgd", lr=0.1),
     # strong-sgd, regularized: ResNet-8 ends strong-sgd at 92 % (augmented) training accuracy vs
     # 85.5 % validation, so it overfits a little. Label smoothing 0.1, and weight decay raised from

@@ -19,8 +19,8 @@ from runtime.provenance import cpu_flags
 # The session entry below rewrites the weights to u8 for the slower u8u8 kernels, which do not
 # saturate. Measured on an AVX2-only EPYC, 10-epoch seed nets: int8.onnx top-1 agreement with
 # Keras 90.74 % without it for ReLU and TanhExp alike, 98.90 % / 97.89 % with it (= the unfused
-# QDQ graph, = LiteRT int8), at 1.0-1.5x the latency (docs/results.md section 4,
-# docs/experiments/ort_saturation.py).
+# QDQ graph, = LiteRT int8), at 1.0-1.5x the latency (docs/results.md,
+# experiments/ort_saturation.py).
 X64_EXACT = ("session.x64quantprecision", "1")
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
 _VNNI = {"avx512_vnni", "avx_vnni"}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from faults.kill_targets import synthetic  # noqa: F401  (test modules import it from here)
-from faults.kill_targets import write_imagefolder as _write_imagefolder
+from tools.faults.kill_targets import synthetic  # noqa: F401  (test modules import it from here)
+from tools.faults.kill_targets import write_imagefolder as _write_imagefolder
 
 REPO = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST, VAL = 240, 80, 40  # per split, all 10 classes; val carved from train
@@ -50,29 +50,6 @@ def make_run(run: Path, data: Path, act: str, epochs: int) -> Path:
     write_json(run / "metrics.json", {"test_accuracy": round(float(acc), 6), "arch": "seed", "act": act,
                                       "seed": 0, "epochs": epochs})
     return run
-
-
-@pytest.fixture(scope="session")
-def export_env(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDGECNN_CACHE", str(tmp_path_factory.mktemp("export-cache")))
-        mp.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
-        yield
-
-
-@pytest.fixture(scope="session")
-def data_dir(export_env, tmp_path_factory) -> Path:
-    return write_imagefolder(tmp_path_factory.mktemp("export-data") / "cifar")
-
-
-@pytest.fixture(scope="session")
-def tanhexp_run(data_dir, tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "seed-tanhexp-s0", data_dir, "tanhexp", epochs=4)
-
-
-@pytest.fixture(scope="session")
-def relu_run(data_dir, tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "seed-relu-s0", data_dir, "relu", epochs=0)
 
 
 def run_cli(*args) -> int:

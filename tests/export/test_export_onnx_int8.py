@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-_RT = str(Path(__file__).resolve().parents[1] / "runtime")
-if _RT not in sys.path:  # rt_helpers lives beside the runtime tests (no package there)
-    sys.path.insert(0, _RT)
-from rt_helpers import QDQ_Y_SCALE, qdq_conv_reference, saturating_qdq_conv  # noqa: E402
+from tests.runtime.rt_helpers import QDQ_Y_SCALE, qdq_conv_reference, saturating_qdq_conv
 
-from export.onnx import predict  # noqa: E402
+from export.onnx import predict
 
 
 def test_parity_predictions_are_the_models(tmp_path):

@@ -1,4 +1,4 @@
-"""ONNX int8 activation type (--onnx-activations): with uint8 (the default) ONNX Runtime fuses
+"""ONNX int8 activation type (ExportConfig.onnx_activations; the CLI always uses uint8): with uint8 ONNX Runtime fuses
 TanhExp's convolutions into QLinearConv; with int8 its x86 optimizer leaves them as float Conv
 between Q/DQ (the Q after each conv feeds TanhExp's three uses of x, so it is not converted to
 uint8 and the conv's input and output types differ). Same accuracy either way."""
@@ -11,10 +11,13 @@ import platform
 import numpy as np
 import pytest
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime as ort
 
-from tests.export.conftest import CALIB, run_cli  # noqa: E402
+from export.api import export
+from export.config import ExportConfig
+from export.errors import BadInput
+from tests.export.conftest import CALIB, run_cli
 
 
 def _optimized_ops(path, tmp_path) -> collections.Counter:
@@ -36,8 +39,8 @@ def test_uint8_activations_let_the_convolutions_fuse(tanhexp_run, tmp_path):
     outs = {}
     for act in ("uint8", "int8"):
         out = tmp_path / act
-        assert run_cli("--format", "onnx", "--quant", "int8", "--run", tanhexp_run, "--out", out,
-                       "--calib-size", CALIB, "--parity-batch", 32, "--onnx-activations", act) == 0
+        export(ExportConfig(format="onnx", quant=["int8"], run=str(tanhexp_run), out=str(out), calib_size=CALIB,
+                            parity_batch=32, onnx_activations=act))
         outs[act] = out
     art = {a: json.loads((o / "manifest.json").read_text())["artifacts"][0] for a, o in outs.items()}
     for act, a in art.items():
@@ -53,12 +56,16 @@ def test_uint8_activations_let_the_convolutions_fuse(tanhexp_run, tmp_path):
     assert np.isclose(p["uint8"]["test_accuracy"], p["int8"]["test_accuracy"], atol=2 / p["int8"]["count"])
 
 
-def test_unknown_activation_type_is_one_line(tanhexp_run, tmp_path, capsys):
-    assert run_cli("--format", "onnx", "--quant", "int8", "--run", tanhexp_run, "--out", tmp_path / "x",
-                   "--onnx-activations", "int4") == 2
-    err = capsys.readouterr().err
-    assert "--onnx-activations must be one of uint8, int8" in err and "Traceback" not in err
+def test_unknown_activation_type_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="onnx_activations must be one of uint8, int8"):
+        ExportConfig(format="onnx", onnx_activations="int4", out=str(tmp_path / "x")).validate()
     assert not (tmp_path / "x").exists()
+
+
+def test_the_cli_has_no_activation_type_option(tanhexp_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli("--format", "onnx", "--run", tanhexp_run, "--onnx-activations", "int8")
+    assert e.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_default_export_runs_integer_convolutions(bundle, manifest, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-onnx = pytest.importorskip("onnx")
+import onnx
 
 from tests.export.conftest import CALIB, run_cli  # noqa: E402
 

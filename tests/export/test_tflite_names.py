@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 

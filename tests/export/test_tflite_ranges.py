@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("tf_keras")
+import tensorflow as tf
+import tf_keras as keras
 
 from export.tflite_ranges import calibrated, percentile_ranges, quantize, recorded, tails  # noqa: E402
 
@@ -58,7 +58,7 @@ def test_tails_are_numpy_order_statistics_of_the_keras_layer(model_and_calib):
 
 
 def test_quantize_of_calibrated_is_the_one_step_conversion(model_and_calib):
-    from export.lowering_bench import predict
+    from experiments.lowering_bench import predict
     from export.tflite import convert_int8
     m, calib, cal = model_and_calib
     x = np.random.default_rng(1).random((64, 32, 32, 3), dtype=np.float32)

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("tf_keras")
+import tensorflow as tf
+import tf_keras as keras
 
 from export.tflite_select import layer_nodes  # noqa: E402
 from export.tflite_ranges import calibrated  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rt_helpers import build_tiny_bundle, run_cli
+from tests.runtime.rt_helpers import build_tiny_bundle, run_cli
 
 
 def pytest_configure(config):

@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from runtime.fileio import sha256_file, write_json  # noqa: E402
+from runtime.fileio import sha256_file, write_json
 
 N_IMAGES = 300
 

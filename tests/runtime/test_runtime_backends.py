@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rt_helpers import blocking_env, edit_manifest, run_cli
+from tests.runtime.rt_helpers import blocking_env, edit_manifest, run_cli
 from runtime.backends import get_backend
 from runtime.bundle import load_reference, load_test
 from runtime.errors import MissingRuntime, ModelError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from rt_helpers import edit_manifest, run_cli
+from tests.runtime.rt_helpers import edit_manifest, run_cli
 
 from runtime.bundle import bare_artifacts, sibling_labels
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rt_helpers import edit_manifest, run_cli
+from tests.runtime.rt_helpers import edit_manifest, run_cli
 
 FAST = ("--runs", "3", "--warmup", "0", "--limit", "30", "--no-progress")
 

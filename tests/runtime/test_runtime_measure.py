@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from rt_helpers import blocking_env, run_cli
+from tests.runtime.rt_helpers import blocking_env, run_cli
 from runtime.backends import get_backend
 from runtime.errors import BenchError
 from runtime.isolate import _describe

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 import json
 
-from rt_helpers import REPO, blocking_env, run_cli
+from tests.runtime.rt_helpers import REPO, blocking_env, run_cli
 
 FORBIDDEN = {"tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rt_helpers import QDQ_Y_SCALE, qdq_conv_reference, saturating_qdq_conv
+from tests.runtime.rt_helpers import QDQ_Y_SCALE, qdq_conv_reference, saturating_qdq_conv
 from runtime.backends.onnxrt import X64_EXACT, OnnxBackend, session_options, u8s8_saturates
 
 
@@ -69,7 +69,7 @@ def test_fast_kernels_saturate_where_the_cpu_lacks_vnni(qdq):
 def test_bench_cli_records_and_notes_the_arithmetic(qdq, tmp_path):
     import json
 
-    from rt_helpers import run_cli
+    from tests.runtime.rt_helpers import run_cli
     path = qdq[0]
     for kernels in ("fast", "auto"):
         out = tmp_path / f"{kernels}.json"

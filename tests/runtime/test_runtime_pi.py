@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt_helpers import QDQ_Y_SCALE, REPO, qdq_conv_reference, run_cli, saturating_qdq_conv
+from tests.runtime.rt_helpers import QDQ_Y_SCALE, REPO, qdq_conv_reference, run_cli, saturating_qdq_conv
 
 # CI lays shared/ beside the clone, as the developers have it: ../shared/tools/pi-python
 TOOL = Path(os.environ.get("PI_PYTHON", REPO.parent / "shared" / "tools" / "pi-python"))

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rt_helpers import run_cli
+from tests.runtime.rt_helpers import run_cli
 from runtime.profile import blocks
 
 

@@ -8,7 +8,7 @@ PI5 = ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 a
 
 
 def test_isa_tells_apart_two_cpus_with_one_model_name():
-    # Sessions 1-11 and 12 ran on two "AMD EPYC" VMs, 4.2x apart on a ResNet-8 epoch.
+    # Two "AMD EPYC" VMs (AVX-512 and AVX2-only) ran 4.2x apart on a ResNet-8 epoch.
     assert isa(cpu_flags(AVX512_EPYC)) == "avx avx2 fma avx512f avx512_vnni avx512_bf16"
     assert isa(cpu_flags(AVX2_EPYC)) == "avx avx2 fma"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 
-from rt_helpers import blocking_env, run_cli
+from tests.runtime.rt_helpers import blocking_env, run_cli
 
 
 def _write(tmp_path, doc, name, label, act=None, slower=1.0):

@@ -61,6 +61,6 @@ def test_check_row_catches_problems():
 
 
 def test_docs_describe_every_row_key():
-    from rt_helpers import REPO
+    from tests.runtime.rt_helpers import REPO
     doc = (REPO / "docs" / "runtime.md").read_text()
     assert [k for k in ROW_KEYS if f"`{k}`" not in doc] == []

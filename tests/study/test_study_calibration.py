@@ -10,7 +10,7 @@ from study.config import RANGES, StudyConfig
 from study.run import Cell, export_cmd, missing_modes
 
 SEED, RESNET8 = Cell("seed", "seed", "relu", 0), Cell("resnet8", "strong-sgd", "relu", 0)
-# ResNet-8's TFLite setting from docs/results.md section 6, beside the committed ONNX one
+# ResNet-8's TFLite setting from docs/results.md, beside the committed ONNX one
 CHOSEN = dict(archs=["seed", "resnet8"], onnx_calib_percentile=99.99, arch_calib_size={"resnet8": 2000},
               arch_tflite_calib_percentile={"resnet8": 99.99})
 

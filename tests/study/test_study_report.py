@@ -100,7 +100,7 @@ def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
 
 
 def test_ablation_reads_validation_only(tmp_path):
-    from study.ablation import ablation, markdown
+    from experiments.ablation import ablation, markdown
 
     def run(name, vals, test_acc):
         d = tmp_path / name

@@ -120,7 +120,7 @@ def test_bad_tf_config_is_a_one_line_error(tmp_path, tiny_folder, raw, needle):
 
 def test_mirrored_over_two_logical_cpus_through_the_cli(tmp_path, tiny_folder):
     env = _env(tmp_path, tiny_folder)
-    r = subprocess.run(_cmd(tmp_path / "r", 1, "--cpu-replicas", "2", "--ema", "0.9"),  # EMA on mirrored vars too
+    r = subprocess.run(_cmd(tmp_path / "r", 1, "--cpu-replicas", "2"),
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())

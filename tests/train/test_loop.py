@@ -49,7 +49,7 @@ def test_run_folder_contents(tmp_path, tiny_folder):
     assert saved["epochs"] == 2 and m["params"] == 42_442
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["act"] == "relu"
-    # the machine, for study.sweep's time ratios: the one metrics.json names, less kernel and host
+    # the machine, for experiments.sweep's time ratios: the one metrics.json names, less kernel and host
     assert cfg["device"] == {k: saved["device"][k] for k in ("cpu", "arch", "cores", "isa")}
     assert _history(run) == [1, 2]
 
@@ -101,7 +101,7 @@ def test_finished_run_is_not_redone_and_other_runs_are_refused(tmp_path, tiny_fo
     (["--arch", "vgg99"], "--arch"),
     (["--data", "/no/such/data"], "/no/such/data"),
     (["--val-size", "-1"], "--val-size"),
-    (["--ema", "1.5"], "--ema"),
+    (["--recipe", "strong-wd"], "--recipe"),  # an ablation: experiments only
 ])
 def test_cli_bad_input_is_one_line(tmp_path, tiny_folder, args, needle):
     env = _env(tmp_path, tiny_folder)

@@ -1,0 +1,1 @@
+"""Tests of experiments/: each one-off measurement still runs on tiny data."""
