@@ -17,6 +17,28 @@ except ImportError:
 MARKERS = {"tflite": "o", "onnx": "s"}
 
 
+def measured(rows) -> tuple[list, list[str]]:
+    """The rows whose timings were measured, and the devices left out because they are emulated
+    (qemu: the emulator's speed, not the device's). Nothing emulated goes on a latency axis."""
+    left_out = sorted({r["device"] for r in rows if r.get("_emulated")})
+    return [r for r in rows if not r.get("_emulated")], left_out
+
+
+def _note_left_out(fig, left_out) -> None:
+    if left_out:
+        fig.text(0.01, 0.005, f"not plotted (emulated CPU, timings meaningless): {', '.join(left_out)}",
+                 fontsize=7, color="dimgray", ha="left", va="bottom")
+
+
+def _readable_log_axis(ax) -> None:
+    # matplotlib's default log ticks are powers of ten only (often one or none on a narrow
+    # latency range); label 1-2-5 steps as plain numbers instead of 10^-1.
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=110)
@@ -25,6 +47,7 @@ def _save(fig, out: Path, name: str) -> str:
 
 
 def latency_vs_accuracy(rows, out: Path) -> str | None:
+    rows, left_out = measured(rows)
     pts = [r for r in rows if not r.get("error") and r.get("accuracy") is not None
            and r.get("latency_ms_p50")]
     if not pts:
@@ -41,6 +64,7 @@ def latency_vs_accuracy(rows, out: Path) -> str | None:
                        s=60, edgecolors=colors[mode], facecolors=colors[mode] if filled else "none",
                        linewidths=1.5)
         ax.set_xscale("log")
+        _readable_log_axis(ax)
         ax.set_title(dev)
         ax.set_xlabel("single-image latency p50 (ms, log)")
         ax.set_ylabel("test accuracy")
@@ -50,6 +74,7 @@ def latency_vs_accuracy(rows, out: Path) -> str | None:
     handles += [plt.Line2D([], [], color="gray", marker="o", ls="", mfc="none", label="tanhexp (hollow)")]
     axes[0][-1].legend(handles=handles, fontsize=8, loc="best")
     fig.suptitle("Latency vs accuracy per format (marker) and precision (colour)")
+    _note_left_out(fig, left_out)
     return _save(fig, out, "latency_vs_accuracy")
 
 
@@ -66,6 +91,7 @@ def _grouped_bars(ax, labels, series: dict[str, list], xlabel: str):
 
 
 def act_ratios(pairs, out: Path) -> str | None:
+    pairs, left_out = measured(pairs)
     if not pairs:
         return None
     labels = sorted({f"{p['format']}/{p['mode']}" for p in pairs})
@@ -76,6 +102,7 @@ def act_ratios(pairs, out: Path) -> str | None:
                   "latency TanhExp / ReLU (p50)")
     ax.axvline(1.0, color="k", lw=1)
     ax.set_title("TanhExp vs ReLU: single-image latency ratio")
+    _note_left_out(fig, left_out)
     return _save(fig, out, "tanhexp_vs_relu")
 
 

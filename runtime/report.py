@@ -98,7 +98,8 @@ def act_pairs(rows: list[dict]) -> list[dict]:
                         "relu_p50": re["latency_ms_p50"], "tanhexp_p50": te["latency_ms_p50"],
                         "latency_ratio": ratio("latency_ms_p50"),
                         "throughput_ratio": ratio("throughput_ips"),
-                        "relu_acc": re["accuracy"], "tanhexp_acc": te["accuracy"], "acc_delta": delta})
+                        "relu_acc": re["accuracy"], "tanhexp_acc": te["accuracy"], "acc_delta": delta,
+                        "_emulated": bool(re.get("_emulated") or te.get("_emulated"))})
     return out
 
 

@@ -121,3 +121,19 @@ def test_report_what_to_ship_section_and_max_drop(bench_json, tmp_path):
     assert r.returncode == 0, r.stderr
     section = (tmp_path / "o" / "report.md").read_text().split("## What to ship")[1].split("\n## ")[0]
     assert "within 2 points" in section and "| x86-test |" in section
+
+
+def test_emulated_devices_stay_off_the_latency_plots(bench_json, tmp_path):
+    from runtime import plots
+    from runtime.report import act_pairs, load_results, merge
+    emu = copy.deepcopy(bench_json)
+    emu["provenance"]["device"]["cpu"] = "Cortex-A76 (emulated by qemu)"
+    files = [_write(tmp_path, bench_json, "x86", "x86-test"), _write(tmp_path, emu, "pi5", "pi5-emu"),
+             _write(tmp_path, emu, "pi5-t", "pi5-emu", act="tanhexp")]
+    rows = merge(load_results(files))
+    kept, left_out = plots.measured(rows)
+    assert left_out == ["pi5-emu"] and kept and {r["device"] for r in kept} == {"x86-test"}
+    pairs = act_pairs(rows)
+    assert pairs and plots.measured(pairs) == ([], ["pi5-emu"])  # only the emulated device has both acts
+    assert plots.act_ratios(pairs, tmp_path) is None  # nothing measured to plot
+    assert plots.latency_vs_accuracy(rows, tmp_path) == "latency_vs_accuracy.png"
