@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from runtime.cli import DefaultsHelp, Parser
+from runtime.cli import DefaultsHelp, Parser, config_from_args
 
 
 def parse(argv=None):
@@ -70,15 +70,8 @@ def main(argv=None) -> int:
     if args.tflite_float_layers is not None and not args.tflite_float_layers.strip(","):
         print("error: --tflite-float-layers names no layer; leave it out for an all-int8 model", file=sys.stderr)
         return 2
-    cfg = ExportConfig(format=args.format, quant=quant, run=args.run, out=args.out,
-                       calib_size=args.calib_size, calib_seed=args.calib_seed,
-                       per_channel=not args.per_tensor, opset=args.opset,
-                       onnx_calib_percentile=args.onnx_calib_percentile,
-                       tflite_calib_percentile=args.tflite_calib_percentile,
-                       tflite_float_layers=[n for n in (args.tflite_float_layers or "").split(",") if n],
-                       qat_epochs=args.qat_epochs,
-                       qat_lr=args.qat_lr, qat_batch_size=args.qat_batch_size,
-                       parity_batch=args.parity_batch, max_dp=args.max_dp, max_drop_pt=args.max_drop_pt)
+    cfg = config_from_args(ExportConfig, args, quant=quant, per_channel=not args.per_tensor,
+                           tflite_float_layers=[n for n in (args.tflite_float_layers or "").split(",") if n])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: keep stderr readable
     try:
         from export.api import export

@@ -25,6 +25,17 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default in (None, False) else super()._get_help_string(action)
 
 
+def config_from_args(cls, args, **overrides):
+    """The stage's dataclass config from parsed arguments: every field an option of the same
+    name sets (argparse's dest), so an option is written once in the parser and once in the
+    dataclass, never a third time in a constructor call. `overrides` for the few options whose
+    shape differs (a flag that negates a field, a comma list)."""
+    import dataclasses
+    given = vars(args)
+    kw = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
+    return cls(**{**kw, **overrides})
+
+
 def one_line(e: BaseException | str) -> str:
     """Any message on one line: tracebacks and multi-line library errors folded."""
     return " ".join(str(e).split())

@@ -6,7 +6,7 @@ import errno
 import os
 import re
 import sys
-from runtime.cli import Parser
+from runtime.cli import Parser, config_from_args
 
 
 FS_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
@@ -63,11 +63,7 @@ def main(argv=None) -> int:
     from train.data.errors import DataError
     from train.distribute import read_tf_config
 
-    cfg = TrainConfig(act=args.act, arch=args.arch, recipe=args.recipe, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr,
-                      seed=args.seed, data=args.data, val_size=args.val_size, out=args.out,
-                      mixed_precision=args.mixed_precision, deterministic=args.deterministic,
-                      limit_train=args.limit_train, cpu_replicas=args.cpu_replicas, verbose=args.verbose)
+    cfg = config_from_args(TrainConfig, args)
     try:
         if args.recipe not in CLI_RECIPES:  # the others are ablations, for experiments/ablation.py
             raise ValueError(f"unknown --recipe {args.recipe!r}; choose from {', '.join(CLI_RECIPES)}")
