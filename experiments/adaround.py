@@ -21,7 +21,9 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from export.lowering import choose, has_tanhexp, lowered_copy
 from export.run import calibration_sample, load_model, load_splits, open_run, to_float
-from export.tflite import convert_int8, predict, quantize
+from export.tflite import convert_int8, predict
+from runtime.backends import dequantize, quantize
+from runtime.backends.litert import open_interpreter
 from train.activations import tanhexp as exact_act
 
 run = sys.argv[1]
@@ -136,8 +138,8 @@ def int8_inputs(m, k):
     """Dequantized input of the k-th CONV_2D/FULLY_CONNECTED op of m's int8 conversion, on xtr."""
     with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
         f.write(convert_int8(m, calib)); f.flush()
-        it = Interpreter(model_path=f.name, experimental_preserve_all_tensors=True,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        # the device's input quantization (runtime.backends), intermediate tensors kept to read
+        it = open_interpreter(f.name, None, xnnpack=False, experimental_preserve_all_tensors=True)
         d = it.get_input_details()[0]
         it.resize_tensor_input(d["index"], [100, 32, 32, 3]); it.allocate_tensors()
         ops = [o for o in it._get_ops_details() if o["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
@@ -148,7 +150,7 @@ def int8_inputs(m, k):
         for i in range(0, len(xtr), 100):  # N_IMAGES: a multiple of 100
             it.set_tensor(d["index"], quantize(xtr[i:i + 100], np.int8, *d["quantization"]))
             it.invoke()
-            out.append((it.get_tensor(ti).astype(np.float32) - zp) * sc)
+            out.append(dequantize(it.get_tensor(ti), sc, zp))
         return np.concatenate(out)
 
 

@@ -11,8 +11,6 @@ arithmetic, not the accuracy, is measured here.
 
     python experiments/conv_cin_int8.py [--cin 1 2 3 4 6 8 12 16] [--runs 3000] [--json out.json]
 """
-import os
-import tempfile
 import time
 
 import numpy as np
@@ -41,27 +39,21 @@ def convert(model, int8: bool) -> bytes:
 
 def p50(blobs: list[bytes], runs: int, rounds: int = 10) -> list[float]:
     """p50 us per model: warm blocks of runs // rounds calls, the models interleaved per round."""
-    from ai_edge_litert.interpreter import Interpreter
-    its = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, b in enumerate(blobs):
-            path = os.path.join(tmp, f"m{i}.tflite")
-            with open(path, "wb") as f:
-                f.write(b)
-            it = Interpreter(model_path=path, num_threads=1)
-            it.allocate_tensors()
-            d = it.get_input_details()[0]
-            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-            its.append(it)
+    from runtime.backends.litert import LiteRTBackend
+    invokes = []
+    for b in blobs:  # the device's loader (runtime.backends), one thread, XNNPACK
+        m = LiteRTBackend.load(b, threads=1)
+        m.set_input(np.zeros((1, *m.input.shape[1:]), m.input.dtype))
+        invokes.append(m.invoke_raw)
     per = runs // rounds
-    t = np.zeros((len(its), rounds * per))
+    t = np.zeros((len(invokes), rounds * per))
     for r in range(rounds):
-        for j, it in enumerate(its):
+        for j, invoke in enumerate(invokes):
             for _ in range(50):
-                it.invoke()
+                invoke()
             for i in range(per):
                 t0 = time.perf_counter()
-                it.invoke()
+                invoke()
                 t[j, r * per + i] = time.perf_counter() - t0
     return list(np.median(t, axis=1) * 1e6)
 

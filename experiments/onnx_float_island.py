@@ -62,9 +62,8 @@ def main() -> None:
     ap.add_argument("--json")
     a = ap.parse_args()
     import onnx
-    import onnxruntime as ort
 
-    from runtime.backends.onnxrt import session_options
+    from runtime.backends.onnxrt import OnnxBackend
     from runtime.profile import time_interleaved
     from runtime.provenance import provenance
     run = open_run(a.run)
@@ -72,24 +71,22 @@ def main() -> None:
     splits = load_splits(run)
     xv = to_float(splits.x_val)
     ref = np.concatenate([model(xv[i:i + 500], training=False).numpy() for i in range(0, len(xv), 500)])
-    x_nchw = np.ascontiguousarray(xv.transpose(0, 3, 1, 2))
     rows, calls = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         job = Job(ExportConfig(run=a.run), run, model, splits, tmp)
         for name, path in build(job, tmp).items():
-            so, arith = session_options(1, "auto")
-            s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            inp = s.get_inputs()[0].name
-            p = np.concatenate([s.run(None, {inp: x_nchw[i:i + 500]})[0] for i in range(0, len(x_nchw), 500)])
-            one = x_nchw[:1]
-            calls.append(lambda s=s, inp=inp, one=one: s.run(None, {inp: one}))
+            b = OnnxBackend.load(path, threads=1)  # the bench's session (runtime.backends)
+            p = b.run(xv, 500)  # NCHW transpose by the backend, from the model's input shape
+            b.set_batch(1)
+            one = b.prepare(xv[:1])
+            calls.append(lambda b=b, one=one: b.infer(one))
             g = onnx.load(str(path)).graph
             rows.append({"model": name, "nodes": len(g.node),
                          "val_accuracy": float(np.mean(p.argmax(1) == splits.y_val)),
                          "keras_val_accuracy": float(np.mean(ref.argmax(1) == splits.y_val)),
                          "val_agreement": float(np.mean(p.argmax(1) == ref.argmax(1))),
-                         "max_abs_dp": float(np.abs(p - ref).max()), "int8_arith": arith})
+                         "max_abs_dp": float(np.abs(p - ref).max()), "int8_arith": b.int8_arith})
         for r, t in zip(rows, time_interleaved(calls, a.runs)):
             r["p50_ms"] = t * 1e3
     print(f"# {a.run}, validation split ({len(xv)} images), Keras val accuracy {rows[0]['keras_val_accuracy']:.4f}")

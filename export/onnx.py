@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export import opcheck
+from export import opcheck, parity
 from export.config import ONNX_ACTIVATIONS, ranges_label
-from export.run import OFFSET, SCALE, io_description, layout_of
+from export.run import OFFSET, SCALE, io_description
 
 SUFFIX = ".onnx"
 INPUT_NAME = "image"
@@ -223,21 +223,15 @@ def int8(job, out: Path) -> dict:
 
 # --- reading a converted file back -------------------------------------------------------
 
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int8)": "int8",
-           "tensor(uint8)": "uint8"}
-
-
-def _session(path):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    # Parity describes the file, not the export machine's kernels: the unoptimized graph runs
-    # each QuantizeLinear/DequantizeLinear as ONNX defines it. Optimized, an x86 CPU without
-    # VNNI fuses them into saturating int8 kernels (runtime/backends/onnxrt.py) and the manifest
-    # would record that machine's error as the model's; ORT's exact-kernel switch is no way out
-    # either, as it fails to build some valid graphs (TanhExp with int8 activations).
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def open_model(path: Path):
+    """The file loaded by the device's backend (runtime.backends.onnxrt), unoptimized, with
+    ONNX Runtime's default thread count. Parity describes the file, not the export machine's
+    kernels: the unoptimized graph runs each QuantizeLinear/DequantizeLinear as ONNX defines it.
+    Optimized, an x86 CPU without VNNI fuses them into saturating int8 kernels (see onnxrt.py)
+    and the manifest would record that machine's error as the model's; ORT's exact-kernel switch
+    is no way out either, as it fails to build some valid graphs (TanhExp with int8 activations)."""
+    from runtime.backends import get_backend
+    return get_backend("onnx").load(path, threads=None, normalization=(SCALE, OFFSET), optimize=False)
 
 
 def ops(path: Path) -> list[str]:
@@ -247,36 +241,19 @@ def ops(path: Path) -> list[str]:
 def validate(path: Path) -> None:
     onnx = _onnx()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    _session(path)
-
-
-def _tensor(v) -> dict:
-    return {"name": v.name, "shape": [d if isinstance(d, int) and d > 0 else None for d in v.shape],
-            "dtype": _DTYPES.get(v.type, v.type),
-            # graph I/O of a QDQ model stays float; Q/DQ parameters live on nodes inside
-            "quantization": None}
+    open_model(path).close()
 
 
 def describe(path: Path) -> dict:
-    s = _session(path)
-    ins, outs = s.get_inputs(), s.get_outputs()
-    return io_description(ins, outs, _tensor)
+    backend = open_model(path)
+    try:
+        # graph I/O of a QDQ model stays float; Q/DQ parameters live on nodes inside
+        return io_description(backend)
+    finally:
+        backend.close()
 
 
 def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
-    """(probabilities, images per call) for uint8 NHWC images."""
-    s = _session(path)
-    inp = s.get_inputs()[0]
-    nchw = layout_of(list(inp.shape)) == "NCHW"
-    b = batch if not (isinstance(inp.shape[0], int) and inp.shape[0] > 0) else inp.shape[0]
-    out = []
-    for i in range(0, len(images), b):
-        chunk = images[i:i + b]
-        k = len(chunk)
-        if k < b and b == inp.shape[0]:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
-        x = chunk.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
-        if nchw:
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        out.append(s.run(None, {inp.name: x})[0][:k].astype(np.float32))
-    return np.concatenate(out), b
+    """(probabilities, images per call) for uint8 NHWC images, transposed to the graph's NCHW
+    by the backend, which reads the layout from the model's input shape."""
+    return parity.predict(open_model(path), images, batch)

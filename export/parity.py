@@ -1,7 +1,9 @@
 """Parity of every artifact with the Keras float model on the full test split, and the table.
 
 The reference is the trained model exactly as loaded (TanhExp layer, not the lowering), so
-a lowering that changes the function shows up here as disagreement.
+a lowering that changes the function shows up here as disagreement. The artifact side runs
+through the device's own backend (runtime.backends): the same normalization, quantization
+and layout code as `python -m runtime.bench`, so parity is what a device computes.
 """
 from __future__ import annotations
 
@@ -33,6 +35,15 @@ def parity_check(entry: dict, keras_acc: float | None, max_dp: float = MAX_DP,
     drop = (keras_acc - p["test_accuracy"]) * 100
     ok = drop <= max_drop_pt + 1e-9
     return f"{'pass' if ok else 'FAIL'} (drop {'<=' if ok else '>'} {max_drop_pt:g} pt)"
+
+
+def predict(backend, images: np.ndarray, batch: int) -> tuple[np.ndarray, int]:
+    """(probabilities, images per call) of a loaded runtime.backends model for uint8 NHWC
+    images; the backend is closed afterwards."""
+    try:
+        return backend.run(images, batch), backend.batch
+    finally:
+        backend.close()
 
 
 def keras_probs(model, images: np.ndarray, batch: int = 500) -> np.ndarray:

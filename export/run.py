@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import BadInput, one_line
+from runtime.backends import NORMALIZATION, normalize
 from runtime.fileio import sha256_file
 
 # The pixels the models were trained on: float = uint8 * SCALE + OFFSET (train/loop.py: / 255).
-SCALE, OFFSET = 1.0 / 255.0, 0.0
+# Defined in runtime.backends, so that Keras, the calibration and every backend agree.
+SCALE, OFFSET = NORMALIZATION
 
 
 @dataclass
@@ -114,25 +116,21 @@ def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     return x_train[np.sort(idx)]
 
 
-def layout_of(shape: list) -> str:
-    """NCHW when the channel axis (3 for RGB, 1 for grey) is dim 1, else NHWC: read from a
-    converted model's input shape rather than assumed from the converter settings."""
-    return "NCHW" if len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3) else "NHWC"
-
-
-def io_description(ins: list, outs: list, tensor) -> dict:
-    """The manifest's input/output entries from a model's own I/O list (`tensor` maps one
-    runtime-specific I/O description to {name, shape, dtype, quantization})."""
-    if len(ins) != 1 or len(outs) != 1:
-        raise ValueError(f"expected 1 input and 1 output, got {len(ins)} and {len(outs)}")
-    inp = tensor(ins[0])
-    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": layout_of(inp["shape"]),
+def io_description(backend) -> dict:
+    """The manifest's input/output entries, read back through the device's backend
+    (runtime.backends): shape, dtype, layout and quantization exactly as a device sees them."""
+    def tensor(spec) -> dict:
+        quant = {"scale": spec.scale, "zero_point": spec.zero_point} if spec.scale else None
+        return {"name": spec.name, "shape": list(spec.shape), "dtype": np.dtype(spec.dtype).name,
+                "quantization": quant}
+    inp = tensor(backend.input)
+    return {"input": {"name": inp["name"], "shape": inp["shape"], "layout": backend.layout,
                       **{k: inp[k] for k in ("dtype", "quantization")}},
-            "output": tensor(outs[0])}
+            "output": tensor(backend.output)}
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
+    return normalize(images, (SCALE, OFFSET))
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import opcheck
+from export import opcheck, parity
 from export.errors import ExportFailed
 from export.run import OFFSET, SCALE, io_description
 
@@ -135,9 +135,12 @@ def compact_names(buf: bytes) -> bytes:
 
 # --- reading a converted file back -------------------------------------------------------
 
-def _interpreter(path, **kw):
-    from ai_edge_litert.interpreter import Interpreter
-    return Interpreter(model_path=str(path), **kw)
+def open_model(path: Path):
+    """The file loaded as a device loads it (runtime.backends.litert). Parity runs one thread
+    with LiteRT's default XNNPACK delegate, which are the bench's defaults too, so
+    `python -m runtime.bench` on the same CPU reproduces the manifest's figures."""
+    from runtime.backends import get_backend
+    return get_backend("tflite").load(path, threads=1, normalization=(SCALE, OFFSET), xnnpack=True)
 
 
 def ops(path: Path) -> list[str]:
@@ -169,53 +172,15 @@ def validate(path: Path) -> None:
         raise ExportFailed(f"LiteRT cannot load the converted model: {why}")
 
 
-def _tensor(d: dict) -> dict:
-    sig = d.get("shape_signature")
-    dims = sig if sig is not None and len(sig) else d["shape"]
-    dtype = np.dtype(d["dtype"])
-    scale, zp = d.get("quantization", (0.0, 0))
-    quant = ({"scale": float(scale), "zero_point": int(zp)}
-             if np.issubdtype(dtype, np.integer) and scale else None)
-    return {"name": d["name"], "shape": [None if int(v) < 0 else int(v) for v in dims],
-            "dtype": dtype.name, "quantization": quant}
-
-
 def describe(path: Path) -> dict:
-    it = _interpreter(path)
-    ins, outs = it.get_input_details(), it.get_output_details()
-    return io_description(ins, outs, _tensor)
-
-
-def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return np.clip(np.rint(x / np.float32(scale) + zero_point), info.min, info.max).astype(dtype)
+    backend = open_model(path)
+    try:
+        return io_description(backend)
+    finally:
+        backend.close()
 
 
 def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
     """(probabilities, images per call) for uint8 NHWC images; int8 I/O is (de)quantized with
-    the scale and zero point read from the model itself."""
-    it = _interpreter(path)
-    d = it.get_input_details()[0]
-    sig = d.get("shape_signature")
-    n = len(images)
-    b = min(batch, n) if sig is not None and len(sig) and sig[0] == -1 else 1
-    if b != d["shape"][0]:
-        it.resize_tensor_input(d["index"], [b, *d["shape"][1:]])
-    it.allocate_tensors()
-    d, o = it.get_input_details()[0], it.get_output_details()[0]
-    in_q, out_q = d["quantization"], o["quantization"]
-    in_int = np.issubdtype(np.dtype(d["dtype"]), np.integer)
-    out_int = np.issubdtype(np.dtype(o["dtype"]), np.integer)
-    probs = []
-    for i in range(0, n, b):
-        chunk = images[i:i + b]
-        k = len(chunk)
-        if k < b:  # pad the tail instead of re-allocating for one short batch
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
-        x = chunk.astype(np.float32) * np.float32(SCALE) + np.float32(OFFSET)
-        x = quantize(x, d["dtype"], *in_q) if in_int else x.astype(d["dtype"])
-        it.set_tensor(d["index"], x)
-        it.invoke()
-        y = it.get_tensor(o["index"])[:k]
-        probs.append((y.astype(np.float32) - out_q[1]) * np.float32(out_q[0]) if out_int else y.astype(np.float32))
-    return np.concatenate(probs), b
+    the scale and zero point read from the model itself (runtime.backends)."""
+    return parity.predict(open_model(path), images, batch)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.backends import NORMALIZATION
 from runtime.errors import BenchError, one_line
 from runtime.fileio import sha256_file
 
 SCHEMA = "edge-bundle/1"
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
 KNOWN_MODES = ("float32", "float16", "dynamic", "int8", "qat")
-DEFAULT_NORMALIZATION = (1.0 / 255.0, 0.0)  # pixels / 255, what train/ feeds Keras
+DEFAULT_NORMALIZATION = NORMALIZATION  # for a manifest that gives none: pixels / 255
 
 
 @dataclass

@@ -8,6 +8,11 @@ Everything a backend needs to feed the model is read from the model (input shape
 quantization scale/zero point); the manifest only supplies the pixel normalization and,
 where a format cannot say (integer inputs of an ONNX graph), a fallback quantization.
 
+This is the one inference path: export measures parity through these same classes (with the
+options it documents), so a manifest's parity is what a device computes. Layout (`guess_layout`),
+pixel normalization (`normalize`) and integer I/O (`quantize`, `dequantize`) are defined here
+and nowhere else.
+
 The timed path is `infer(x)`: copy one prepared input in, invoke, copy the output out.
 `prepare()` (normalize, quantize, transpose) and `postprocess()` (dequantize) are vectorized
 over many images outside the timed loop, so the per-call Python cost is a few microseconds.
@@ -25,6 +30,8 @@ from runtime.errors import MissingRuntime, ModelError
 
 INT8_KERNELS = ("auto", "exact", "fast")
 MAX_CALL_BYTES = 1 << 30  # one call's prepared input; CIFAR-size batches use a few MB
+# float input = uint8 * scale + offset: pixels / 255, what train/ feeds Keras
+NORMALIZATION = (1.0 / 255.0, 0.0)
 
 # format -> (module, pip package named in the error when the module's runtime is missing)
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -82,12 +89,14 @@ class Backend(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, path, threads: int = 1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None, int8_kernels: str = "auto") -> "Backend":
-        """Load `path`; raise ModelError with one line for anything wrong with it.
-        int8_kernels (INT8_KERNELS): 'auto' exact integer arithmetic where the runtime's fast
-        kernels approximate on this CPU, 'exact' always, 'fast' never (what the runtime does
-        unasked). Backends without such a choice ignore it."""
+    def load(cls, path, threads: int | None = 1, normalization=NORMALIZATION, layout_hint=None,
+             input_quant=None, output_quant=None, int8_kernels: str = "auto", **options) -> "Backend":
+        """Load `path` (a file, or the model's bytes where the runtime takes them); raise
+        ModelError with one line for anything wrong with it. threads None: the runtime's own
+        default. int8_kernels (INT8_KERNELS): 'auto' exact integer arithmetic where the
+        runtime's fast kernels approximate on this CPU, 'exact' always, 'fast' never (what the
+        runtime does unasked). Backends without such a choice ignore it. `options` are the
+        backend's own switches (LiteRT: xnnpack; ONNX Runtime: optimize)."""
 
     @abstractmethod
     def set_batch(self, n: int) -> bool:
@@ -115,16 +124,15 @@ class Backend(ABC):
                              f"call ({per_call / 2**30:.1f} GiB); not a model for this device")
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
-        """uint8 NHWC -> what the model takes: normalized, quantized, in its layout."""
+        """Images -> what the model takes: normalized, quantized, in its layout. uint8 NHWC
+        images are normalized first; float ones are taken as already normalized (the exact
+        input a Keras model was given), which experiments use to feed both the same array."""
+        x = images if np.issubdtype(images.dtype, np.floating) else \
+            normalize(images, (self.norm_scale, self.norm_offset))
         spec = self.input
         if spec.quantized:
-            # one fused affine map: q = round((u * s + o) / scale + zp)
-            a = self.norm_scale / spec.scale
-            b = self.norm_offset / spec.scale + spec.zero_point
-            info = np.iinfo(spec.dtype)
-            x = np.clip(np.rint(images * a + b), info.min, info.max).astype(spec.dtype)
+            x = quantize(x, spec.dtype, spec.scale, spec.zero_point)
         else:
-            x = images.astype(np.float32) * np.float32(self.norm_scale) + np.float32(self.norm_offset)
             x = x.astype(spec.dtype, copy=False)
         if self.layout == "NCHW":
             x = x.transpose(0, 3, 1, 2)
@@ -133,11 +141,12 @@ class Backend(ABC):
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         spec = self.output
         if spec.quantized:
-            return ((raw.astype(np.float32) - spec.zero_point) * np.float32(spec.scale))
+            return dequantize(raw, spec.scale, spec.zero_point)
         return raw.astype(np.float32, copy=False)
 
     def run(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
-        """Probabilities for uint8 NHWC images, `batch` at a time where the model allows."""
+        """Probabilities for NHWC images (uint8, or normalized float: `prepare`), `batch` at a
+        time where the model allows; `self.batch` then says how many each call took."""
         n = len(images)
         want = min(batch, n)
         if want <= 1 or not self.set_batch(want):
@@ -154,8 +163,9 @@ class Backend(ABC):
         return np.concatenate(outs)
 
 
-def guess_layout(shape: tuple, hint: str | None) -> str:
-    """NHWC or NCHW from a rank-4 shape: channels are the small dimension (1 or 3)."""
+def guess_layout(shape: tuple, hint: str | None = None) -> str:
+    """NHWC or NCHW from a rank-4 shape: channels are the small dimension (1, 3 or 4: grey,
+    RGB, RGBA), read from the model's own input shape; `hint` (the manifest's) only breaks a tie."""
     if len(shape) != 4:
         raise ModelError(f"model input has rank {len(shape)} {list(shape)}; expected 4 (image batch)")
     last, second = shape[3], shape[1]
@@ -164,3 +174,22 @@ def guess_layout(shape: tuple, hint: str | None) -> str:
     if second in (1, 3, 4) and last not in (1, 3, 4):
         return "NCHW"
     return hint if hint in ("NHWC", "NCHW") else "NHWC"
+
+
+def normalize(images: np.ndarray, normalization=NORMALIZATION) -> np.ndarray:
+    """uint8 pixels -> the model's float input, in float32 exactly as training fed Keras."""
+    scale, offset = normalization
+    return images.astype(np.float32) * np.float32(scale) + np.float32(offset)
+
+
+def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Real -> integer tensor, q = rint(x / scale) + zero_point clipped to the dtype, in float32:
+    the float input quantized the way the converter's own QUANTIZE op would see it."""
+    info = np.iinfo(dtype)
+    x = np.asarray(x, dtype=np.float32)
+    return np.clip(np.rint(x / np.float32(scale) + np.float32(zero_point)), info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Integer -> real: (q - zero_point) * scale, in float32."""
+    return (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)

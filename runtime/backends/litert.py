@@ -6,27 +6,33 @@ import os
 import numpy as np
 
 try:
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 except ImportError:  # the older package name still found on Pi OS images
     from tflite_runtime.interpreter import Interpreter  # ImportError here -> MissingRuntime
+    try:
+        from tflite_runtime.interpreter import OpResolverType
+    except ImportError:  # releases before the op resolver choice: XNNPACK as built
+        OpResolverType = None
 
-from runtime.backends import Backend, TensorSpec, guess_layout
+from runtime.backends import NORMALIZATION, Backend, TensorSpec, guess_layout
 from runtime.errors import ModelError, one_line
 
 
-def check_flatbuffer(path) -> None:
-    """Cheap structural checks before the native loader sees the bytes: the file identifier
-    at 4:8 and a root-table offset inside the file. LiteRT also verifies the flatbuffer, but
-    a clear message beats 'not a valid Flatbuffer buffer' for the common mistakes."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if size < 8 or head[4:8] != b"TFL3":
+def check_flatbuffer(model) -> None:
+    """Cheap structural checks before the native loader sees the bytes (a file path, or the
+    bytes themselves): the file identifier at 4:8 and a root-table offset inside the file.
+    LiteRT also verifies the flatbuffer, but a clear message beats 'not a valid Flatbuffer
+    buffer' for the common mistakes."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        buf = bytes(model)
+    else:
+        with open(model, "rb") as f:
+            buf = f.read()
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise ModelError("not a TFLite model (no 'TFL3' flatbuffer identifier at bytes 4:8)")
-    if int.from_bytes(head[:4], "little") >= size:
+    if int.from_bytes(buf[:4], "little") >= len(buf):
         raise ModelError("truncated TFLite model (root table offset past the end of the file)")
-    with open(path, "rb") as f:
-        check_tensor_sizes(f.read())
+    check_tensor_sizes(buf)
 
 
 # No tensor of an edge model comes near this. A damaged shape can claim gigabytes; LiteRT
@@ -77,6 +83,19 @@ def _spec(d: dict) -> TensorSpec:
                       float(scale) if q and scale else None, int(zp) if q else None)
 
 
+def open_interpreter(model, threads: int | None = 1, xnnpack: bool = True, **kw):
+    """An Interpreter for a file path or the model's bytes. xnnpack False: TFLite's own builtin
+    kernels without the default XNNPACK delegate (experiments compare the two arithmetics);
+    threads None: LiteRT's default. `kw` goes to the Interpreter as is."""
+    if not xnnpack:
+        if OpResolverType is None:
+            raise ModelError("this LiteRT has no choice of op resolver; it runs XNNPACK as built")
+        kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    where = ({"model_content": bytes(model)} if isinstance(model, (bytes, bytearray, memoryview))
+             else {"model_path": os.fspath(model)})
+    return Interpreter(**where, num_threads=threads, **kw)
+
+
 class LiteRTBackend(Backend):
     format = "tflite"
 
@@ -91,14 +110,15 @@ class LiteRTBackend(Backend):
         self._bind()
 
     @classmethod
-    def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None, int8_kernels="auto"):
+    def load(cls, path, threads=1, normalization=NORMALIZATION, layout_hint=None,
+             input_quant=None, output_quant=None, int8_kernels="auto", xnnpack: bool = True):
         # input_quant/output_quant (the manifest's copies) are deliberately ignored: a TFLite
         # model carries its own scale and zero point, and those are the ones that are right.
-        # int8_kernels too: LiteRT offers no choice of integer kernels.
+        # int8_kernels too: LiteRT offers no choice of integer kernels. xnnpack False runs
+        # TFLite's builtin kernels instead of the default delegate (open_interpreter).
         check_flatbuffer(path)
         try:
-            it = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            it = open_interpreter(path, threads, xnnpack)
             it.allocate_tensors()
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelError(f"LiteRT cannot load it: {one_line(e, with_type=False)}") from None

@@ -8,7 +8,7 @@ import platform
 import numpy as np
 import onnxruntime as ort  # ImportError -> MissingRuntime via the registry
 
-from runtime.backends import Backend, TensorSpec, guess_layout
+from runtime.backends import NORMALIZATION, Backend, TensorSpec, guess_layout
 from runtime.errors import ModelError, one_line
 from runtime.provenance import cpu_flags
 
@@ -36,14 +36,24 @@ def _exact_kernels(int8_kernels: str, saturates: bool) -> bool:
     return int8_kernels == "exact" or (int8_kernels == "auto" and saturates)
 
 
-def session_options(threads: int = 1, int8_kernels: str = "auto", saturates: bool | None = None):
-    """SessionOptions for one model, and what its int8 arithmetic is ('exact' / 'saturating')."""
+def session_options(threads: int | None = 1, int8_kernels: str = "auto", saturates: bool | None = None,
+                    optimize: bool = True):
+    """SessionOptions for one model, and what its int8 arithmetic is ('exact' / 'saturating').
+
+    optimize False runs the graph as written, every QuantizeLinear/DequantizeLinear as ONNX
+    defines it: no fused integer kernels, so nothing saturates and no kernel switch is needed.
+    That describes the file rather than this CPU's kernels (export's parity). threads None:
+    ONNX Runtime's default (one per core)."""
     sat = u8s8_saturates() if saturates is None else saturates
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    if threads is not None:
+        so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3  # warnings about unused initializers are noise on a device
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return so, "exact"
     exact = _exact_kernels(int8_kernels, sat)
     if exact:
         so.add_session_config_entry(*X64_EXACT)
@@ -88,15 +98,16 @@ class OnnxBackend(Backend):
         self._bind()
 
     @classmethod
-    def load(cls, path, threads=1, normalization=(1 / 255, 0.0), layout_hint=None,
-             input_quant=None, output_quant=None, int8_kernels="auto"):
+    def load(cls, path, threads=1, normalization=NORMALIZATION, layout_hint=None,
+             input_quant=None, output_quant=None, int8_kernels="auto", optimize: bool = True):
         sat = u8s8_saturates()
         # The exact kernels' weight rewrite fails on some valid QDQ graphs (ORT 1.32:
         # "AddInitializedOrtValue Attempt to replace the existing tensor" on TanhExp nets
         # exported with int8 activations): then the default kernels, and int8_arith says so.
-        tries = [int8_kernels] + (["fast"] if _exact_kernels(int8_kernels, sat) else [])
+        fallback = optimize and _exact_kernels(int8_kernels, sat)
+        tries = [int8_kernels] + (["fast"] if fallback else [])
         for kernels in tries:
-            so, arith = session_options(threads, kernels, sat)
+            so, arith = session_options(threads, kernels, sat, optimize)
             try:
                 sess = _open(path, so)
                 break

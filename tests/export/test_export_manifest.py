@@ -74,6 +74,23 @@ def test_runtime_reader_accepts_the_bundle(bundle):
         assert art.problem is None and verify(art) == (True, None)
 
 
+def test_io_entries_are_what_the_device_backend_reads(bundle, manifest):
+    """Layout, dtype and quantization in the manifest come from the file as runtime.backends
+    reads it (one layout rule, one quantization reader), and the normalization is the runtime's."""
+    from runtime.backends import NORMALIZATION, get_backend
+    assert tuple(manifest["input"]["normalization"].values()) == NORMALIZATION
+    for a in manifest["artifacts"]:
+        b = get_backend(a["format"]).load(bundle / a["file"])
+        try:
+            assert a["input"]["layout"] == b.layout == ("NCHW" if a["format"] == "onnx" else "NHWC")
+            for side, spec in (("input", b.input), ("output", b.output)):
+                assert a[side]["dtype"] == np.dtype(spec.dtype).name and a[side]["shape"] == list(spec.shape)
+                want = {"scale": spec.scale, "zero_point": spec.zero_point} if spec.scale else None
+                assert a[side]["quantization"] == want
+        finally:
+            b.close()
+
+
 def test_config_json_is_the_export_config(bundle):
     from export.config import ExportConfig
     cfg = json.loads((bundle / "config.json").read_text())

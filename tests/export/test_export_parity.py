@@ -54,6 +54,75 @@ def test_float32_matches_keras(bundle, manifest, tanhexp_run, name, runner):
     assert p["test_accuracy"] == pytest.approx(float((ref.argmax(1) == y).mean()), abs=1e-6)
 
 
+ARTIFACTS = ["float32.tflite", "float16.tflite", "dynamic.tflite", "int8.tflite", "qat.tflite",
+             "float32.onnx", "dynamic.onnx", "int8.onnx"]
+
+
+def device_probs(bundle, entry, x):
+    """The file run by runtime.backends directly, as a device would, with the options export
+    documents for parity: the bench's defaults for TFLite, the graph unoptimized for ONNX."""
+    from runtime.backends import get_backend
+    opts = {"optimize": False, "threads": None} if entry["format"] == "onnx" else {}
+    b = get_backend(entry["format"]).load(bundle / entry["file"], **opts)
+    try:
+        return b.run(x, entry["parity"]["batch"]), b.batch
+    finally:
+        b.close()
+
+
+def sig3(v: float) -> float:
+    return float(f"{v:.3g}")
+
+
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_parity_is_what_the_device_backend_computes(bundle, manifest, tanhexp_run, name):
+    """Every figure in the manifest's parity is recomputed here from runtime.backends'
+    predictions on the same file and images: exactly against reference.npz (what export
+    compared with), and against a Keras model loaded here as the independent reference."""
+    x, y = bundle_test_split(bundle)
+    entry = next(a for a in manifest["artifacts"] if a["file"] == name)
+    p = entry["parity"]
+    probs, used = device_probs(bundle, entry, x)
+    assert used == p["batch"] and p["count"] == len(y) == len(probs)
+    with np.load(bundle / "reference.npz", allow_pickle=False) as z:
+        ref = z["probs"].astype(np.float64)
+    diff = np.abs(probs.astype(np.float64) - ref)
+    assert p["test_accuracy"] == round(float((probs.argmax(1) == y).mean()), 6)
+    assert p["agreement"] == round(float((probs.argmax(1) == ref.argmax(1)).mean()), 6)
+    assert (p["mean_abs_diff"], p["max_abs_diff"]) == (sig3(diff.mean()), sig3(diff.max()))
+    keras = keras_reference(tanhexp_run, x)  # x / 255 rather than export's x * (1/255): ~1 ulp apart
+    assert p["agreement"] == pytest.approx(float((probs.argmax(1) == keras.argmax(1)).mean()), abs=1e-6)
+    assert p["max_abs_diff"] == pytest.approx(float(np.abs(probs - keras).max()), rel=0.01, abs=2e-6)
+
+
+def test_bench_reproduces_tflite_parity(bundle, manifest):
+    """`python -m runtime.bench` with its defaults runs TFLite exactly as export's parity did."""
+    from runtime.measure import BenchConfig, run_bench
+    res = run_bench(BenchConfig(bundle=str(bundle), formats=["tflite"], isolate=False, runs=3, warmup=0))
+    by = {a["file"]: a for a in manifest["artifacts"]}
+    x, _ = bundle_test_split(bundle)
+    assert len(res.doc["rows"]) == 5
+    for row in res.doc["rows"]:
+        p = by[row["file"]]["parity"]
+        assert row["error"] is None and row["accuracy"] == pytest.approx(p["test_accuracy"], abs=1e-6)
+        assert sig3(row["max_abs_diff_ref"]) == p["max_abs_diff"]
+        np.testing.assert_array_equal(res.probs[row["file"]], device_probs(bundle, by[row["file"]], x)[0])
+
+
+def test_export_reads_files_back_through_the_backends(bundle, monkeypatch):
+    """Export's readers hold no inference loop of their own: predict goes through runtime.backends."""
+    from export import onnx, tflite
+    from runtime.backends import Backend
+    calls = []
+    real = Backend.run
+    monkeypatch.setattr(Backend, "run", lambda self, images, batch=1: calls.append(self.format) or
+                        real(self, images, batch))
+    x, _ = bundle_test_split(bundle)
+    for reader, name in ((tflite, "int8.tflite"), (onnx, "int8.onnx")):
+        reader.predict(bundle / name, x[:5], 4)
+    assert calls == ["tflite", "onnx"]
+
+
 def test_reference_npz_is_the_keras_model(bundle, tanhexp_run):
     x, _ = bundle_test_split(bundle)
     with np.load(bundle / "reference.npz", allow_pickle=False) as z:

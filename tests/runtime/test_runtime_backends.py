@@ -108,3 +108,60 @@ def test_missing_runtime_names_the_pip_package(tiny_bundle, tmp_path, monkeypatc
     for f in ("float32.tflite", "int8.tflite"):
         assert rows[f]["error"] == "no runtime for tflite models on this device: pip install ai-edge-litert"
         assert rows[f]["latency_ms_p50"] is None
+
+
+# --- the I/O definitions export's parity shares with the device ---------------------------
+
+def test_layout_is_read_from_the_shape():
+    from runtime.backends import guess_layout
+    assert guess_layout((None, 32, 32, 3)) == guess_layout((1, 28, 28, 1)) == "NHWC"
+    assert guess_layout((None, 3, 32, 32)) == guess_layout((None, 1, 28, 28)) == "NCHW"
+    assert guess_layout((None, 32, 32, 4)) == "NHWC" and guess_layout((None, 4, 32, 32)) == "NCHW"  # RGBA
+    assert guess_layout((1, 3, 3, 3)) == "NHWC" and guess_layout((1, 3, 3, 3), "NCHW") == "NCHW"  # a tie
+    with pytest.raises(ModelError, match="rank 2"):
+        guess_layout((None, 10))
+
+
+def test_normalize_and_quantize_are_float32_as_keras_and_the_converter_see_them():
+    from runtime.backends import NORMALIZATION, dequantize, normalize, quantize
+    u = np.arange(256, dtype=np.uint8)
+    x = normalize(u)
+    assert x.dtype == np.float32 and np.array_equal(x, u.astype(np.float32) * np.float32(1 / 255))
+    assert NORMALIZATION == (1 / 255, 0.0)
+    # a half-range grid (a calibration on dark images): every odd pixel sits near a rounding
+    # tie, where float32 and a fused float64 affine map can disagree by one level
+    s = float(np.float32(2 / 255))
+    q = quantize(x, np.int8, s, -128)
+    assert q.dtype == np.int8 and q.min() == -128 and q.max() <= 0
+    np.testing.assert_array_equal(q, np.clip(np.rint(x / np.float32(s) - 128), -128, 127).astype(np.int8))
+    np.testing.assert_allclose(dequantize(q, s, -128), x, atol=s / 2 + 1e-7)
+    assert quantize(np.float32([-1.0, 9.0]), np.uint8, 0.01, 0).tolist() == [0, 255]  # clipped to the dtype
+
+
+def test_prepare_takes_normalized_floats_as_given(tiny_bundle, data):
+    from runtime.backends import normalize
+    x = data[0][:8]
+    for name in ("int8.tflite", "float32.tflite", "../extras/nchw.onnx"):
+        b = get_backend("onnx" if name.endswith(".onnx") else "tflite").load(tiny_bundle / name)
+        np.testing.assert_array_equal(b.prepare(x), b.prepare(normalize(x)))
+        np.testing.assert_array_equal(b.run(x, 4), b.run(normalize(x), 4))
+
+
+def test_litert_loads_bytes_and_runs_without_xnnpack(tiny_bundle, data):
+    x, _, ref = data
+    path = tiny_bundle / "float32.tflite"
+    cls = get_backend("tflite")
+    from_file = cls.load(path).run(x[:50], 16)
+    np.testing.assert_array_equal(cls.load(path.read_bytes()).run(x[:50], 16), from_file)
+    builtin = cls.load(path, xnnpack=False).run(x[:50], 16)  # TFLite's own kernels
+    assert np.abs(builtin - ref[:50]).max() <= 1e-5 and np.abs(builtin - from_file).max() <= 1e-5
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        cls.load(b"garbage" * 50)
+
+
+def test_onnx_unoptimized_graph_is_exact_int8_by_construction(tiny_bundle, data):
+    """optimize=False (export's parity) fuses nothing, so there are no int8 kernels to saturate."""
+    x, _, ref = data
+    b = get_backend("onnx").load(tiny_bundle / "float32.onnx", threads=None, optimize=False, int8_kernels="fast")
+    assert b.int8_arith == "exact"
+    assert np.abs(b.run(x[:50], 16) - ref[:50]).max() <= 1e-5
