@@ -11,8 +11,8 @@ import tf_keras as keras
 
 from experiments.lowering_candidates import (CANDIDATES, POOL_MAX_ERROR, LoweredTanhExpPool, lowered_copy, pool_of,
                                              register)
-from export.lowering import LOWERINGS, LoweredTanhExp, has_tanhexp
-from tests.export.test_lowering import _images, _tflite, _tiny
+from export.lowering import LOWERINGS, LoweredTanhExp
+from tests.export.test_lowering import _images, _tflite, _tiny, check_copy
 from train.activations import TanhExp, tanhexp_numpy
 
 L = keras.layers
@@ -76,14 +76,7 @@ def test_pool_exact_equals_act_then_pool():
 
 @pytest.mark.parametrize("name", STRUCTURES)
 def test_lowered_copy_keeps_weights_and_predictions(name):
-    model, x = _tiny(), _images()
-    low = lowered_copy(model, name)
-    assert has_tanhexp(model) and not has_tanhexp(low)
-    for a, b in zip(model.get_weights(), low.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    dp = np.abs(low(x).numpy() - model(x).numpy()).max()
-    assert dp <= 1e-5 if LOWERINGS[name].exact else dp < 0.5, f"{name}: max |dp| {dp:.2e}"
-    kinds = [type(lay) for lay in low.layers]
+    kinds = check_copy(name, lowered_copy)
     if pool_of(name) == "none":
         assert kinds.count(LoweredTanhExp) == 2 and LoweredTanhExpPool not in kinds
     else:
