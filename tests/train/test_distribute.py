@@ -135,7 +135,6 @@ def single_run(tmp_path_factory, tiny_folder):
     return tmp / "r"
 
 
-@pytest.mark.slow
 def test_two_workers_on_loopback_train_one_model(tmp_path, tiny_folder, single_run):
     out = tmp_path / "r"
     (rc0, err0), (rc1, err1) = _finish(_start_workers(tmp_path, tiny_folder, out))
@@ -194,7 +193,6 @@ print(json.dumps(seen))
 """
 
 
-@pytest.mark.slow
 def test_each_worker_gets_its_half_of_every_global_batch(tmp_path):
     ports = _free_ports(2)
     procs = [subprocess.Popen([sys.executable, "-c", SHARD_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
