@@ -38,8 +38,10 @@ def _files(run: Path) -> tuple[Path, Path]:
 
 
 def _read(run: Path) -> tuple[dict, list[dict]]:
+    from experiments.ablation import register
     from study.collect import _history
     from train.config import TrainConfig
+    register()  # runs of the ablations and rejected variants are read like any other
     config, history = _files(run)
     try:
         raw = json.loads(config.read_text())

@@ -74,10 +74,12 @@ def trained(cfg: StudyConfig, cell: Cell, run: Path) -> bool:
     diff = {k: (had.get(k, defaults[k]), v) for k, v in want.items() if had.get(k, defaults[k]) != v}
     # The recipe's settings, where the run recorded them (older runs did not): a recipe whose
     # definition changed since the run was trained is a different recipe.
-    from train.recipes import Recipe, recipe_of
+    from train.recipes import RETIRED, Recipe, recipe_of
     now = dataclasses.asdict(recipe_of(TrainConfig(recipe=cell.recipe)))
-    # Settings added to Recipe since a run was trained take their defaults (what it ran with).
-    if "recipe_settings" in had and {**dataclasses.asdict(Recipe()), **had["recipe_settings"]} != now:
+    # Settings added to Recipe since a run was trained take their defaults (what it ran with);
+    # settings retired since then count only if they were on.
+    then = {k: v for k, v in had.get("recipe_settings", {}).items() if not (k in RETIRED and v == RETIRED[k])}
+    if "recipe_settings" in had and {**dataclasses.asdict(Recipe()), **then} != now:
         diff["recipe_settings"] = (had["recipe_settings"], now)
     if diff:
         raise StudyError(f"{run} holds a different run (run vs study: {diff}); choose another --runs-dir")

@@ -10,16 +10,15 @@ from pathlib import Path
 
 
 # The registries' keys, spelled out so that bad names fail before TensorFlow loads (seconds);
-# tests/train/test_models.py checks they match train.activations / models / recipes.
+# tests/train/test_models.py checks they match train.activations / models. Recipes are read from
+# their registry itself (train/recipes.py imports no TensorFlow), since experiments add to it.
 ACT_NAMES = ("relu", "tanhexp")
 ARCH_NAMES = ("seed", "resnet8")
-RECIPE_NAMES = ("seed", "strong", "strong-no-augment", "strong-flip-only", "strong-no-bn", "strong-constant-lr",
-                "strong-wd", "strong-sgd", "strong-sgd-reg")  # strong-*: ablations and variants of strong (train/recipes.py)
 
 
-# What a user picks on the command line: the published recipe, the strong one, and ResNet-8's.
-# The other names are ablations and rejected variants, kept for experiments (docs/decisions.md).
-CLI_RECIPES = ("seed", "strong", "strong-sgd")
+def recipe_names() -> tuple:
+    from train.recipes import RECIPES
+    return tuple(RECIPES)
 
 
 class RunExists(Exception):
@@ -36,7 +35,6 @@ class TrainConfig:
     lr: float | None = None         # None: the recipe's (1e-3, Adam's default, as the seed used it)
     weight_decay: float | None = None  # None: the recipe's; else AdamW's decoupled decay (x lr per step)
     label_smoothing: float | None = None  # None: the recipe's; else the smoothing a of the loss, 0 <= a < 1
-    ema: float | None = None        # None: the recipe's (none); else the weights' moving-average momentum, 0 <= m < 1
     seed: int = 0
     data: str | None = None         # None -> $EDGECNN_DATA or the shipped JPEG copy
     val_size: int = 5000            # carved from train; 0 trains on all 50,000 like the seed
@@ -54,7 +52,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.recipe in RECIPE_NAMES, f"unknown --recipe {self.recipe!r}; choose from {', '.join(RECIPE_NAMES)}"),
+            (self.recipe in recipe_names(), f"unknown --recipe {self.recipe!r}; choose from {', '.join(recipe_names())}"),
             (self.act in ACT_NAMES, f"unknown --act {self.act!r}; choose from {', '.join(ACT_NAMES)}"),
             (self.arch in ARCH_NAMES, f"unknown --arch {self.arch!r}; choose from {', '.join(ARCH_NAMES)}"),
             (self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
@@ -64,7 +62,6 @@ class TrainConfig:
              f"weight_decay must be a finite number >= 0, got {self.weight_decay}"),
             (self.label_smoothing is None or 0 <= self.label_smoothing < 1,
              f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.ema is None or 0 <= self.ema < 1, f"ema must be in [0, 1), got {self.ema}"),
             (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
             (self.val_size >= 0, f"--val-size must be >= 0, got {self.val_size}"),
             (isinstance(self.cpu_replicas, int) and 1 <= self.cpu_replicas <= 64,
@@ -84,9 +81,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d) -> "TrainConfig":
-        """A saved config.json's object; keys this version does not know (data_source...) are dropped."""
+        """A saved config.json's object; keys this version does not know (data_source...) are dropped,
+        but a retired setting that was on means a run this version cannot reproduce."""
         if not isinstance(d, dict):
             raise ValueError(f"not a JSON object: {type(d).__name__}")
+        from train.recipes import RETIRED
+        on = {k: d[k] for k in RETIRED if d.get(k) not in (None, RETIRED[k])}
+        if on:
+            raise ValueError(f"the run was trained with {on}, a setting this version no longer has")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -106,5 +108,4 @@ class TrainConfig:
         if self.recipe in RECIPES:
             d["lr"] = recipe_of(self).lr
             d["label_smoothing"] = recipe_of(self).label_smoothing  # likewise: absent = the recipe's
-            d["ema"] = recipe_of(self).ema
         return d

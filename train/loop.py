@@ -210,7 +210,6 @@ def _train(cfg: TrainConfig, run: Path, chief_run: Path, strategy, name: str, cl
     """`run` is where this worker writes; `chief_run` is where checkpoints are read from."""
     from train.data import load
     from train.distribute import all_agree, describe_devices
-    from train.ema import SwapEMAWeights, finalize
     from train.plots import plot_history
     from train.precision import cpu_flags, mixed_policy
     from train.recipes import loss, optimizer, recipe_of
@@ -277,19 +276,12 @@ def _train(cfg: TrainConfig, run: Path, chief_run: Path, strategy, name: str, cl
         title = f"{cfg.arch} / {cfg.act} (seed {cfg.seed})"
         callbacks = [EpochLog(rows, run, save_ckpt, lambda r: plot_history(r, run / "accuracy.png", title)),
                      keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0)]
-        if recipe.ema:
-            callbacks.insert(0, SwapEMAWeights())  # first: the validation pass must see the averages
         steps = math.ceil(len(data.y_train) / cfg.batch_size)
         val = eval_dataset(data.x_val, data.y_val, cfg.batch_size) if len(data.y_val) else None
         if first < cfg.epochs:
             model.fit(train_dataset(data.x_train, data.y_train, cfg, first), epochs=cfg.epochs,
                       initial_epoch=first, steps_per_epoch=steps, validation_data=val,
                       callbacks=callbacks, verbose=cfg.verbose if cluster.is_chief else 0)
-        if recipe.ema:
-            # What is saved is the average. fit does this too, but not when a run killed after its
-            # last checkpoint resumes with nothing left to fit; assigning the average twice is harmless.
-            with strategy.scope():
-                finalize(opt, model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy(policy)
     if cfg.mixed_precision:

@@ -27,7 +27,12 @@ class Recipe:
     optimizer: str = "adam"      # "adam" (AdamW when weight_decay > 0) or "sgd" (Nesterov momentum 0.9)
     lr: float = 1e-3             # the peak learning rate; `train --lr` overrides it
     label_smoothing: float = 0.0  # cross-entropy against (1 - a) one-hot + a / classes
-    ema: float = 0.0             # momentum m of a moving average of the weights (0: none), train/ema.py
+
+
+# Settings a Recipe once had, with the value at which they did nothing: a run folder that
+# recorded one at that value is a run of today's recipe. Weight averaging (ema) was dropped on
+# validation (docs/decisions.md, 2026-12-01); its code is in git at bff4e59.
+RETIRED = {"ema": 0.0}
 
 
 RECIPES = {
@@ -37,32 +42,20 @@ RECIPES = {
     # ResNet-8 keeps its own L2 1e-4 (MLPerf Tiny's). Tried for ResNet-8 after strong (Adam 1e-3)
     # reached 83.5 % validation in 140 epochs: docs/results.md.
     "strong-sgd": Recipe(augment=True, schedule="cosine", batch_norm=True, optimizer="sgd", lr=0.1),
-    # strong-sgd, regularized: ResNet-8 ends strong-sgd at 92 % (augmented) training accuracy vs
-    # 85.5 % validation, so it overfits a little. Label smoothing 0.1, and weight decay raised from
-    # the L2 1e-4 alone (through momentum: 10 x lr x 2e-4 = 2e-4 shrink per step at peak lr) to
-    # 5e-4 per step (+ decoupled 3e-3 x lr = 3e-4), the usual CIFAR ResNet strength. Tried for
-    # ResNet-8 TanhExp at 100 epochs (to fit 60 min): 84.02 % validation against strong-sgd's 85.47,
-    # training accuracy down too (88.7 vs 92.6 %): the model lacks fit, so rejected (results.md 6).
-    "strong-sgd-reg": Recipe(augment=True, schedule="cosine", batch_norm=True, optimizer="sgd", lr=0.1,
-                             label_smoothing=0.1, weight_decay=3e-3),
 }
 
-# The strong recipe with one ingredient taken out (or weakened), or, for the one that
-# validation rejected, put back: the runs that justify each choice (docs/results.md, "strong
-# recipe ablation"). Names in train/config.py.
-ABLATIONS = {
-    "no-augment": dict(augment=False),
-    "flip-only": dict(crop=False),
-    "no-bn": dict(batch_norm=None),
-    "constant-lr": dict(schedule="constant"),
-    "wd": dict(weight_decay=0.05),  # AdamW, decoupled: 0.05 x lr per step
-}
-RECIPES.update({f"strong-{k}": replace(RECIPES["strong"], **v) for k, v in ABLATIONS.items()})
+
+def register(name: str, recipe: Recipe) -> None:
+    """Add a recipe for this process: experiments/ablation.py keeps its ablations and rejected
+    variants there, so that `python -m train` offers only the recipes a user would choose."""
+    if name in RECIPES and RECIPES[name] != recipe:
+        raise ValueError(f"recipe {name!r} is already registered with other settings")
+    RECIPES[name] = recipe
 
 
 def recipe_of(cfg) -> Recipe:
     """The run's recipe: the registry's, with the config's overrides (a validation sweep's)."""
-    overrides = {k: getattr(cfg, k, None) for k in ("weight_decay", "lr", "label_smoothing", "ema")}
+    overrides = {k: getattr(cfg, k, None) for k in ("weight_decay", "lr", "label_smoothing")}
     return replace(RECIPES[cfg.recipe], **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -72,12 +65,11 @@ def optimizer(recipe: Recipe, lr: float, total_steps: int):
     rate = lr
     if recipe.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
-    ema = dict(use_ema=True, ema_momentum=recipe.ema) if recipe.ema else {}
     if recipe.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay or None, **ema)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay or None)
     if recipe.weight_decay:
-        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=recipe.weight_decay, **ema)
-    return keras.optimizers.Adam(rate, **ema)
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=recipe.weight_decay)
+    return keras.optimizers.Adam(rate)
 
 
 def loss(recipe: Recipe):

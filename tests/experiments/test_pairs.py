@@ -49,14 +49,14 @@ def test_paired_statistics_against_hand_computed_values(tmp_path):
 
 def test_what_else_differs_within_a_pair_is_shown(tmp_path):
     base, var = _arms(tmp_path, seeds=(0,))
-    ema = _run(tmp_path, "ema-s1", _flat(0.8), _flat(10), seed=1, ema=0.999)
+    ls = _run(tmp_path, "ls-s1", _flat(0.8), _flat(10), seed=1, label_smoothing=0.1)
     other = _run(tmp_path, "lr2-s1", _flat(0.81), _flat(10), seed=1, lr=0.2,
                  device={"cpu": "Other CPU", "arch": "x86_64", "cores": 2})
-    res = compare(base + [ema], var + [other])
+    res = compare(base + [ls], var + [other])
     p1 = res["pairs"][1]
-    assert p1["changes"]["ema"] == [0.999, 0.0] and p1["changes"]["lr"][1] == 0.2
+    assert p1["changes"]["label_smoothing"] == [0.1, 0.0] and p1["changes"]["lr"][1] == 0.2
     assert p1["same_machine"] is False and res["pairs"][0]["same_machine"] is True
-    assert "ema 0.999 → 0.0" in markdown(res) and "| no |" in markdown(res)
+    assert "label-smoothing 0.1 → 0.0" in markdown(res) and "| no |" in markdown(res)
 
 
 def test_running_and_unpaired_runs_stay_out_of_the_statistics(tmp_path):

@@ -80,17 +80,17 @@ def test_report_writes_markdown_and_plots(records, tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["--acts", "tanhexp,gelu"], "--acts"), (["--seeds", "0"], "--seeds"), (["--recipes", "fancy"], "--recipes"),
-    (["--arch-seeds", "resnet8"], "ARCH=N"), (["--arch-recipes", "resnet8"], "ARCH=R"),
-    (["--arch-recipes", "resnet8=fancy"], "--arch-recipes"), (["--arch-recipes", "vgg=strong"], "--arch-recipes"),
-    (["--epochs", "-1"], "--epochs"), (["--thresholds", "1.5"], "--thresholds"),
-    (["--onnx-calib-percentile", "30"], "--onnx-calib-percentile"),
-    (["--tflite-calib-percentile", "101"], "--tflite-calib-percentile"),
-    (["--arch-calib-size", "foo=2"], "--arch-calib-size"), (["--arch-calib-size", "resnet8=0"], "--arch-calib-size"),
-    (["--arch-calib-size", "resnet8"], "ARCH=N"), (["--arch-tflite-calib-percentile", "resnet8=x"], "ARCH=P"),
-    (["--arch-tflite-calib-percentile", "resnet8=50"], "--arch-tflite-calib-percentile resnet8"),
-    (["--arch-onnx-calib-percentile", "vgg=99"], "--arch-onnx-calib-percentile"),
+    (["--epochs", "-1"], "--epochs"), (["--arch-seeds", "resnet8=1"], "unrecognized arguments: --arch-seeds"),
+    (["--config", "{d}/nope.json"], "nope.json"), (["--config", "{d}/list.json"], "want a JSON object"),
+    (["--config", "{d}/bad.json"], "not JSON"), (["--config", "{d}/typo.json"], "unknown settings sedes"),
+    (["--config", "{d}/recipes.json"], "arch_recipes: unknown or empty ['fancy']"),
+    (["--config", "{d}/thresholds.json"], "thresholds must be in (0, 1)"),
 ])
 def test_cli_bad_input_is_one_line(argv, needle, tmp_path):
+    for name, text in (("list", "[]"), ("bad", "{seeds: 3"), ("typo", '{"sedes": 3}'),
+                       ("recipes", '{"arch_recipes": {"resnet8": ["fancy"]}}'), ("thresholds", '{"thresholds": [1.5]}')):
+        (tmp_path / f"{name}.json").write_text(text)
+    argv = [a.replace("{d}", str(tmp_path)) for a in argv]
     p = subprocess.run([sys.executable, "-m", "study", "--out", str(tmp_path / "s"), *argv],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2

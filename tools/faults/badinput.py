@@ -426,11 +426,17 @@ def lowering_cases():
 
 
 # A whole (tiny) study if nothing were wrong: one seed, one act, 1 epoch, float32 only. Not
-# --quick: it overrides --epochs, --val-size, --calib-size, --qat-epochs, --bench-runs, --modes.
+# --quick: it overrides --epochs, --bench-runs, --modes and the settings in tiny.json.
 STUDY = ["--data", "{fx}/data", "--out", "{d}/study", "--seeds", "1", "--acts", "relu", "--recipes", "seed",
-         "--formats", "tflite", "--modes", "float32", "--epochs", "1", "--val-size", "10", "--calib-size", "10",
-         "--bench-runs", "5", "--qat-epochs", "1"]
-EARLIER_STUDY = steps(put("study/report.md", "# my earlier study\n"), put("study/study.json", {"cells": []}))
+         "--formats", "tflite", "--modes", "float32", "--epochs", "1", "--bench-runs", "5", "--config", "{d}/tiny.json"]
+TINY_STUDY = {"val_size": 10, "calib_size": 10, "qat_epochs": 1}
+EARLIER_STUDY = steps(put("study/report.md", "# my earlier study\n"), put("study/study.json", {"cells": []}),
+                      put("tiny.json", TINY_STUDY))
+
+
+def study_config(**kw):
+    """A setup step: tiny.json with these settings changed, or text=... as the whole file."""
+    return steps(EARLIER_STUDY, put("tiny.json", kw.pop("text") if "text" in kw else {**TINY_STUDY, **kw}))
 
 
 def study_cases():
@@ -446,33 +452,37 @@ def study_cases():
         ("acts-empty", ["--acts", ","], r"--acts"),
         ("archs-unknown", ["--archs", "vgg16"], r"--archs.*vgg16"),
         ("recipes-unknown", ["--recipes", "fancy"], r"--recipes.*fancy"),
-        ("arch-seeds-malformed", ["--arch-seeds", "resnet8"], r"--arch-seeds.*resnet8"),
-        ("arch-seeds-unknown-arch", ["--arch-seeds", "vgg=1"], r"--arch-seeds.*vgg"),
-        ("arch-seeds-zero", ["--arch-seeds", "seed=0"], r"--arch-seeds"),
-        ("arch-calib-size-malformed", ["--arch-calib-size", "resnet8"], r"--arch-calib-size.*resnet8"),
-        ("arch-calib-size-unknown-arch", ["--arch-calib-size", "vgg=2000"], r"--arch-calib-size.*vgg"),
-        ("arch-calib-size-zero", ["--arch-calib-size", "resnet8=0"], r"--arch-calib-size"),
-        ("tflite-calib-percentile-out-of-range", ["--tflite-calib-percentile", "50"], r"--tflite-calib-percentile"),
-        ("arch-tflite-calib-percentile-malformed", ["--arch-tflite-calib-percentile", "resnet8=high"],
-         r"--arch-tflite-calib-percentile.*resnet8=high"),
-        ("arch-tflite-calib-percentile-out-of-range", ["--arch-tflite-calib-percentile", "resnet8=101"],
-         r"--arch-tflite-calib-percentile resnet8"),
         ("epochs-zero", ["--epochs", "0"], r"--epochs"),
-        ("val-size-negative", ["--val-size", "-1"], r"--val-size"),
         ("formats-unknown", ["--formats", "coreml"], r"--formats.*coreml"),
-        ("calib-size-zero", ["--calib-size", "0"], r"--calib-size"),
-        ("qat-epochs-zero", ["--qat-epochs", "0"], r"--qat-epochs"),
         ("bench-runs-zero", ["--bench-runs", "0"], r"--bench-runs"),
         ("threads-zero", ["--threads", "0"], r"--threads"),
-        ("thresholds-out-of-range", ["--thresholds", "0.5,1.5"], r"--thresholds"),
-        ("thresholds-not-numbers", ["--thresholds", "high"], r"--thresholds.*'high'"),
         ("unknown-option", ["--learning-rate", "0.1"], r"unrecognized arguments: --learning-rate"),
+        ("config-missing", ["--config", "{d}/nope.json"], r"--config .*nope\.json"),
         ("quick-overrides-epochs", ["--quick", "--epochs", "0"], r"--epochs"),
         ("data-missing", ["--data", "{d}/nope"], r"nope"),
         ("out-is-a-file", ["--out", "{d}/study/report.md"], r"report\.md"),
         ("runs-dir-is-a-file", ["--runs-dir", "{d}/study/report.md"], r"report\.md"),
     ]
     cases = [Y(n, [*STUDY, *a], s, what=f"study {' '.join(a)}") for n, a, s in opt]
+    # Settings without a flag, in the --config file
+    conf = [
+        ("config-not-json", dict(text="{val_size: 10"), r"--config .*tiny\.json: not JSON"),
+        ("config-not-an-object", dict(text="[1, 2]"), r"want a JSON object"),
+        ("config-unknown-setting", dict(val_sise=10), r"unknown settings val_sise"),
+        ("config-arch-seeds-unknown-arch", dict(arch_seeds={"vgg": 1}), r"arch_seeds.*vgg"),
+        ("config-arch-seeds-zero", dict(arch_seeds={"seed": 0}), r"arch_seeds counts"),
+        ("config-arch-calib-size-unknown-arch", dict(arch_calib_size={"vgg": 2000}), r"arch_calib_size.*vgg"),
+        ("config-tflite-calib-percentile-out-of-range", dict(tflite_calib_percentile=50), r"tflite_calib_percentile"),
+        ("config-arch-tflite-calib-percentile-out-of-range", dict(arch_tflite_calib_percentile={"resnet8": 101}),
+         r"arch_tflite_calib_percentile resnet8"),
+        ("config-val-size-negative", dict(val_size=-1), r"val_size"),
+        ("config-calib-size-zero", dict(calib_size=0), r"calib_size"),
+        ("config-calib-size-not-int", dict(calib_size="many"), r"calib_size must be an integer, got 'many'"),
+        ("config-qat-epochs-zero", dict(qat_epochs=0), r"qat_epochs"),
+        ("config-thresholds-out-of-range", dict(thresholds=[0.5, 1.5]), r"thresholds"),
+    ]
+    cases += [Y(n, STUDY, s, study_config(**kw), what=f"study --config with {n.removeprefix('config-')}")
+              for n, kw, s in conf]
     cases += [
         Y("out-read-only", [*STUDY, "--out", "{d}/ro/study"], rf"ro/study.*({READ_ONLY})",
           steps(EARLIER_STUDY, put("ro/study/report.md", "# earlier"), readonly("ro"))),
