@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,8 @@ TRAIN = ["--epochs", "2", "--limit-train", "3000", "--val-size", "500", "--deter
 # the before-commit is asked for the same setting by its flag.
 STUDY_OPTIONS = {"before": ["--onnx-calib-percentile", "99.99"], "after": []}
 STUDY = ["--quick", "--deterministic", "--seeds", "1", "--recipes", "seed"]
-NOT_FIGURES = ("seconds", "time", "latency", "created", "updated", "path", "commit", "versions", "device")
+NOT_FIGURES = ("seconds", "time", "latency", "per_s", "created", "updated", "path", "commit", "versions", "device",
+               "machine", "host")
 
 
 def unpack(rev: str, dest: Path) -> str:
@@ -75,10 +77,11 @@ def figures(obj, prefix="") -> dict:
 
 
 def differences(a: dict, b: dict) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k, '(absent)')} vs {b.get(k, '(absent)')}" for k in keys
-            if not (a.get(k) == b.get(k) or (isinstance(a.get(k), float) and isinstance(b.get(k), float)
-                                              and math.isnan(a[k]) and math.isnan(b[k])))]
+    """The figures both sides have that differ; a figure one side lacks is listed as `added`/`removed`."""
+    out = [f"{k}: {a[k]} vs {b[k]}" for k in sorted(set(a) & set(b))
+           if not (a[k] == b[k] or (isinstance(a[k], float) and isinstance(b[k], float)
+                                    and math.isnan(a[k]) and math.isnan(b[k])))]
+    return out + [f"removed {k}" for k in sorted(set(a) - set(b))] + [f"added {k}" for k in sorted(set(b) - set(a))]
 
 
 def history(run: Path) -> list[dict]:
@@ -104,7 +107,10 @@ def compare(before: str, after: str, work: Path, log=print) -> dict:
     checks = []
 
     def check(what, diffs, **extra):
-        checks.append({"what": what, "equal": not diffs, "differences": diffs[:20], **extra})
+        # A figure added since `before` (a new key) does not make the shared figures unequal.
+        changed = [d for d in diffs if not d.startswith("added ")]
+        checks.append({"what": what, "equal": not changed, "differences": diffs[:20], **extra})
+        diffs = changed
         log(f"{'equal' if not diffs else 'DIFFERENT'}: {what}" + ("" if not diffs else f" ({diffs[0]})"))
 
     for act in ("tanhexp", "relu"):
@@ -156,6 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the record here")
     p.add_argument("--keep", type=Path, default=None, metavar="DIR", help="work in DIR (kept) instead of a temp folder")
     a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     work = a.keep or Path(tempfile.mkdtemp(prefix="edgecnn-parity-"))
     try:
         from runtime.provenance import provenance
