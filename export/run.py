@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from export.errors import BadInput, one_line
+from export.loader import check_file
 from runtime.backends import NORMALIZATION, normalize
 from runtime.fileio import sha256_file
 
@@ -42,24 +42,6 @@ def newest_run(root: str | os.PathLike = "runs") -> Path:
     return max(finished, key=lambda d: (d / "metrics.json").stat().st_mtime)
 
 
-def check_keras_file(path: Path) -> None:
-    """A .keras file is a zip of config.json + model.weights.h5; catch damage before TF loads it."""
-    if not path.is_file():
-        raise BadInput(f"model not found: {path}")
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            missing = {"config.json", "model.weights.h5"} - names
-            if missing:
-                raise BadInput(f"{path}: not a Keras model file (missing {', '.join(sorted(missing))})")
-            bad = z.testzip()  # CRC of every member: truncation and bit rot show up here
-            if bad:
-                raise BadInput(f"{path}: corrupt (member {bad} fails its CRC check)")
-            json.loads(z.read("config.json"))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise BadInput(f"{path}: corrupt or not a Keras model file ({one_line(e)})") from None
-
-
 def open_run(run: str | os.PathLike | None, root: str | os.PathLike = "runs") -> Run:
     d = Path(run) if run else newest_run(root)
     if not d.is_dir():
@@ -77,7 +59,7 @@ def open_run(run: str | os.PathLike | None, root: str | os.PathLike = "runs") ->
         if key not in config:
             raise BadInput(f"{cfg_path}: missing {key!r}")
     model_path = d / "model.keras"
-    check_keras_file(model_path)
+    check_file(model_path)
     metrics = None
     if (d / "metrics.json").is_file():
         try:
@@ -88,13 +70,9 @@ def open_run(run: str | os.PathLike | None, root: str | os.PathLike = "runs") ->
 
 
 def load_model(path: Path):
-    import tf_keras as keras
-
-    from train.activations import custom_objects
-    try:
-        return keras.models.load_model(path, custom_objects=custom_objects(), safe_mode=True, compile=False)
-    except Exception as e:  # Keras raises ValueError, OSError, TypeError, h5py errors ...
-        raise BadInput(f"{path}: cannot load the Keras model ({one_line(e)})") from None
+    """The one loader for run folders and models people bring (export/loader.py)."""
+    from export.loader import load_model as load
+    return load(path)
 
 
 def load_splits(run: Run):
