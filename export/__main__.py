@@ -1,9 +1,18 @@
 """python -m export --format tflite: convert a trained run to device models plus a bundle."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+
 from runtime.cli import DefaultsHelp, Parser, config_from_args
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
 
 
 def parse(argv=None):
@@ -24,7 +33,23 @@ def parse(argv=None):
     io = p.add_argument_group("input and output")
     io.add_argument("--run", default=None, metavar="RUN_DIR",
                     help="run folder from `python -m train` (default: the newest under runs/ by metrics.json time)")
-    io.add_argument("--out", default=None, metavar="DIR", help="export folder (default: RUN/export)")
+    io.add_argument("--out", default=None, metavar="DIR",
+                    help="export folder (default: RUN/export, or NAME-export beside --model NAME.keras)")
+    b = p.add_argument_group("a model you bring (instead of --run)")
+    b.add_argument("--model", default=None, metavar="FILE",
+                   help="any single-input tf_keras image classifier: .keras, .h5 or a SavedModel folder. TanhExp is "
+                        "found as the TanhExp layer, activation='tanhexp' or a plain function named tanhexp; "
+                        "nothing else custom is loaded (no code is read from the file)")
+    b.add_argument("--data", default=None, metavar="SOURCE",
+                   help="images and labels, any source python -m train reads (default: the shipped CIFAR-10): "
+                        "calibration and QAT from its training split, parity on its test split; images are "
+                        "resized to the model's input (bilinear) when their size differs")
+    b.add_argument("--input-scale", type=float, default=None, metavar="S",
+                   help="model input = pixel * S + OFFSET, pixel in 0..255 (default: 1/255, what train uses)")
+    b.add_argument("--input-offset", type=float, default=None, metavar="OFFSET", help="see --input-scale (default 0)")
+    b.add_argument("--mean", type=_floats, default=None, metavar="M[,M]",
+                   help="instead: model input = (pixel / 255 - mean) / std per channel, e.g. 0.485,0.456,0.406")
+    b.add_argument("--std", type=_floats, default=None, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
     q = p.add_argument_group("quantization")
     q.add_argument("--calib-size", type=int, default=500, metavar="N",
                    help="calibration images for int8, a seeded sample of the training split")

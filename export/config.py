@@ -38,7 +38,13 @@ class ExportConfig:
     format: str = "tflite"                 # key of export.formats.FORMATS
     quant: list[str] = field(default_factory=list)  # modes; empty -> every mode of the format
     run: str | None = None                 # run folder; None -> newest under runs/ (metrics.json mtime)
-    out: str | None = None                 # export folder; None -> RUN/export
+    model: str | None = None               # or a model file people bring (.keras, .h5, SavedModel folder)
+    data: str | None = None                # with model: any python -m train --data source (None: the shipped copy)
+    input_scale: float | None = None       # with model: float input = pixel * scale + offset (None: 1/255, 0)
+    input_offset: float | None = None
+    mean: list[float] | None = None        # with model, instead: (pixel / 255 - mean) / std per channel
+    std: list[float] | None = None
+    out: str | None = None                 # export folder; None -> RUN/export, or MODEL's name + "-export"
     calib_size: int = 500                  # calibration images, a seeded sample of the TRAINING split
     calib_seed: int = 0
     per_channel: bool = True               # ONNX static int8: per-channel weight scales
@@ -74,6 +80,16 @@ class ExportConfig:
             raise BadInput(f"--quant lists a mode twice: {' '.join(self.quant)}")
         pct_error = (percentile_error(self.onnx_calib_percentile)
                      or percentile_error(self.tflite_calib_percentile, "--tflite-calib-percentile"))
+        given = [n for n in ("data", "input_scale", "input_offset", "mean", "std") if getattr(self, n) is not None]
+        if self.run and self.model:
+            raise BadInput("give --run or --model, not both")
+        if given and not self.model:
+            raise BadInput(f"--{given[0].replace('_', '-')} goes with --model; a run folder brings its own data and "
+                           "normalization")
+        try:
+            self.normalization()
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         checks = [
             (self.calib_size > 0, f"--calib-size must be > 0, got {self.calib_size}"),
             (self.calib_seed >= 0, f"--calib-seed must be >= 0, got {self.calib_seed}"),
@@ -98,6 +114,11 @@ class ExportConfig:
         for ok, msg in checks:
             if not ok:
                 raise BadInput(msg)
+
+    def normalization(self) -> tuple:
+        """(scale, offset) from uint8 pixels to the model's input (runtime.backends.normalize)."""
+        from runtime.backends import normalization_from
+        return normalization_from(self.input_scale, self.input_offset, self.mean, self.std)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

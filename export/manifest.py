@@ -47,6 +47,9 @@ def read_existing(out: Path, run: Run) -> dict | None:
 def source_run(run: Run, keras_acc: float, display_dir: str) -> dict:
     c, metrics = run.config, run.metrics or {}
     ds = c.get("data_source") or {}
+    if run.brought:  # a model file people bring: no training record, the data as given
+        return {"model_file": display_dir, "model_sha256": run.model_sha256, "data": c.get("data") or "shipped",
+                "keras_test_accuracy": round(keras_acc, 6), "git_commit": git_commit()}
     return {"dir": display_dir, "arch": c.get("arch"), "act": c.get("act"), "seed": c.get("seed"),
             "data": c.get("data") or ds.get("path"), "data_sha256": ds.get("sha256"),
             "val_size": c.get("val_size"), "limit_train": c.get("limit_train"),
@@ -56,11 +59,18 @@ def source_run(run: Run, keras_acc: float, display_dir: str) -> dict:
             "model_sha256": run.model_sha256}
 
 
-def new(classes, shape) -> dict:
+def normalization_entry(normalization) -> dict:
+    """The manifest's input.normalization: float input = uint8 pixel * scale + offset, each a
+    number or a list per channel (what runtime.backends.normalize applies)."""
+    scale, offset = normalization
+    return {"scale": scale, "offset": offset}
+
+
+def new(classes, shape, normalization=(SCALE, OFFSET)) -> dict:
     return {"schema": SCHEMA, "created": now(), "updated": now(), "source_run": {},
             "classes": list(classes),
             "input": {"shape": list(shape), "layout": "NHWC", "source_dtype": "uint8",
-                      "normalization": {"scale": SCALE, "offset": OFFSET}},
+                      "normalization": normalization_entry(normalization)},
             "test_split": {}, "reference": {}, "artifacts": [], "exporter": {}}
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from export import opcheck, parity
 from export.config import ONNX_ACTIVATIONS, ranges_label
-from export.run import OFFSET, SCALE, io_description
+from export.run import io_description
+from runtime.backends import NORMALIZATION
 
 SUFFIX = ".onnx"
 INPUT_NAME = "image"
@@ -223,7 +224,7 @@ def int8(job, out: Path) -> dict:
 
 # --- reading a converted file back -------------------------------------------------------
 
-def open_model(path: Path):
+def open_model(path: Path, normalization=NORMALIZATION):
     """The file loaded by the device's backend (runtime.backends.onnxrt), unoptimized, with
     ONNX Runtime's default thread count. Parity describes the file, not the export machine's
     kernels: the unoptimized graph runs each QuantizeLinear/DequantizeLinear as ONNX defines it.
@@ -231,7 +232,7 @@ def open_model(path: Path):
     and the manifest would record that machine's error as the model's; ORT's exact-kernel switch
     is no way out either, as it fails to build some valid graphs (TanhExp with int8 activations)."""
     from runtime.backends import get_backend
-    return get_backend("onnx").load(path, threads=None, normalization=(SCALE, OFFSET), optimize=False)
+    return get_backend("onnx").load(path, threads=None, normalization=normalization, optimize=False)
 
 
 def ops(path: Path) -> list[str]:
@@ -253,7 +254,7 @@ def describe(path: Path) -> dict:
         backend.close()
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
+def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION) -> tuple[np.ndarray, int]:
     """(probabilities, images per call) for uint8 NHWC images, transposed to the graph's NCHW
     by the backend, which reads the layout from the model's input shape."""
-    return parity.predict(open_model(path), images, batch)
+    return parity.predict(open_model(path, normalization), images, batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from export.run import to_float
+from runtime.backends import NORMALIZATION
 
 # The parity check of each file against the Keras float model it came from: printed beside the
 # figures, never enforced (a failed check must be visible, not turned into a failed export).
@@ -46,8 +47,9 @@ def predict(backend, images: np.ndarray, batch: int) -> tuple[np.ndarray, int]:
         backend.close()
 
 
-def keras_probs(model, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    out = [model(to_float(images[i:i + batch]), training=False).numpy() for i in range(0, len(images), batch)]
+def keras_probs(model, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION) -> np.ndarray:
+    out = [model(to_float(images[i:i + batch], normalization), training=False).numpy()
+           for i in range(0, len(images), batch)]
     return np.concatenate(out).astype(np.float32)
 
 

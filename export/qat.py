@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from runtime.backends import NORMALIZATION
+
 
 def _tfmot():
     import tensorflow_model_optimization as tfmot
@@ -107,12 +109,13 @@ def calibrate_ranges(qmodel, images: np.ndarray) -> None:
         qmodel(tf.constant(images), training=True)
 
 
-def _dataset(x, y, batch: int, seed: int | None):
+def _dataset(x, y, batch: int, seed: int | None, normalization=NORMALIZATION):
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if seed is not None:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch).map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b)).prefetch(2)
+    scale, offset = (tf.constant(v, tf.float32) for v in normalization)  # runtime.backends.normalize, in TF
+    return ds.batch(batch).map(lambda a, b: (tf.cast(a, tf.float32) * scale + offset, b)).prefetch(2)
 
 
 def _EpochLine(epochs):
@@ -131,17 +134,17 @@ def _EpochLine(epochs):
     return EpochLine()
 
 
-def _labels(model, x, y):
+def _labels(model, x, y, normalization=NORMALIZATION):
     return y, "sparse_categorical_crossentropy"
 
 
-def _float_model(model, x, y):
+def _float_model(model, x, y, normalization=NORMALIZATION):
     # Self-distillation: the float model's own probabilities are the targets, so fine-tuning
     # pulls the int8 model towards the model it must agree with (lowering and rounding errors
     # both) instead of towards the labels, which QAT fits better than the float model did
     # (+0.3..0.6 pt accuracy on the seed nets, but only ~91 % top-1 agreement with them).
     import tf_keras as keras
-    probs = model.predict(_dataset(x, y, 500, None), verbose=0).astype(np.float32)
+    probs = model.predict(_dataset(x, y, 500, None, normalization), verbose=0).astype(np.float32)
     return probs, keras.losses.KLDivergence()
 
 
@@ -152,7 +155,7 @@ QAT_TARGETS = {"labels": _labels, "float": _float_model}
 
 def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int = 100, seed: int = 0,
               lowering: str | None = "bounded3", calib: np.ndarray | None = None,
-              verbose: int = 2, target: str = "labels") -> tuple[object, dict]:
+              verbose: int = 2, target: str = "labels", normalization=NORMALIZATION) -> tuple[object, dict]:
     """QAT-fine-tune a trained float model on splits' training split (validated on its val split).
 
     `lowering`: which export/lowering.py formula replaces TanhExp first (None keeps TanhExp).
@@ -163,15 +166,16 @@ def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int 
     from export.lowering import lowered_copy
     keras.utils.set_random_seed(seed)
     make = QAT_TARGETS[target]
-    y_fit, loss = make(model, splits.x_train, splits.y_train)
+    y_fit, loss = make(model, splits.x_train, splits.y_train, normalization)
     base = lowered_copy(model, lowering) if lowering else model
     qmodel = quantize_aware(base)
     if calib is not None:
         calibrate_ranges(qmodel, calib)
     qmodel.compile(keras.optimizers.Adam(lr), loss, ["accuracy"])
-    val = _dataset(splits.x_val, make(model, splits.x_val, splits.y_val)[0], 500, None) if len(splits.y_val) else None
+    val = _dataset(splits.x_val, make(model, splits.x_val, splits.y_val, normalization)[0], 500, None,
+                   normalization) if len(splits.y_val) else None
     t0 = time.perf_counter()
-    hist = qmodel.fit(_dataset(splits.x_train, y_fit, batch_size, seed), epochs=epochs,
+    hist = qmodel.fit(_dataset(splits.x_train, y_fit, batch_size, seed, normalization), epochs=epochs,
                       validation_data=val, verbose=0, callbacks=[_EpochLine(epochs)] if verbose else [])
     h = hist.history
     what = "accuracy" if target == "labels" else "agreement"  # with the labels / with the float model
@@ -187,7 +191,8 @@ def fine_tune(model, splits, epochs: int = 2, lr: float = 1e-4, batch_size: int 
 def fine_tune_job(job) -> tuple[object, dict]:
     c = job.cfg
     return fine_tune(job.model, job.splits, c.qat_epochs, c.qat_lr, c.qat_batch_size, seed=c.calib_seed,
-                     lowering=job.lowering("qat") or None, calib=job.calib(), verbose=2, target=c.qat_target)
+                     lowering=job.lowering("qat") or None, calib=job.calib(), verbose=2, target=c.qat_target,
+                     normalization=job.normalization)
 
 
 def to_tflite_int8(qmodel, calib: np.ndarray) -> bytes:

@@ -31,6 +31,27 @@ class Run:
     model_path: Path
     model_sha256: str
     metrics: dict | None  # metrics.json, None for an unfinished run
+    brought: bool = False  # a model file people bring (--model), not a run folder
+
+
+def open_model_file(model: str | os.PathLike, data: str | None) -> Run:
+    """A model people bring, as a Run: its data is `data` (any python -m train source), split as
+    python -m train splits it with no validation images (calibration and QAT take the training
+    split, parity the test split)."""
+    path = Path(model)
+    kind = check_file(path)
+    digest = sha256_tree(path) if kind == "savedmodel" else sha256_file(path)
+    return Run(path.parent, {"data": data, "val_size": 0, "seed": 0, "model_file": str(path)}, path, digest,
+               None, brought=True)
+
+
+def sha256_tree(folder: Path) -> str:
+    """One digest over a folder's files (a SavedModel), by relative path and content."""
+    import hashlib
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
 
 
 def newest_run(root: str | os.PathLike = "runs") -> Path:
@@ -88,6 +109,30 @@ def load_splits(run: Run):
     return s
 
 
+RESIZE = "bilinear (Pillow), uint8 in and out"
+
+
+def fit_images(splits, model) -> dict | None:
+    """Resize the splits' images to the model's input size, if it differs; what was done, for the
+    manifest (None: nothing). A model with dynamic dims takes the images as they are."""
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3:
+        raise BadInput(f"model input {list(model.input_shape)} is not an image batch (N, H, W, C); "
+                       "single-input NHWC image classifiers are supported")
+    have, (h, w, c) = splits.x_test.shape[1:], shape
+    if c is not None and c != have[2]:
+        raise BadInput(f"model takes {c} channels; the data has {have[2]}")
+    if None in (h, w) or (h, w) == have[:2]:
+        return None
+    from PIL import Image
+
+    def resize(x):
+        return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in x]) \
+            if len(x) else np.zeros((0, h, w, have[2]), np.uint8)
+    splits.x_train, splits.x_val, splits.x_test = (resize(x) for x in (splits.x_train, splits.x_val, splits.x_test))
+    return {"from": list(have[:2]), "to": [h, w], "method": RESIZE}
+
+
 def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A seeded sample of the training split: never val or test, which must stay unseen."""
     idx = np.random.default_rng(seed).choice(len(x_train), size=min(n, len(x_train)), replace=False)
@@ -107,8 +152,8 @@ def io_description(backend) -> dict:
             "output": tensor(backend.output)}
 
 
-def to_float(images: np.ndarray) -> np.ndarray:
-    return normalize(images, (SCALE, OFFSET))
+def to_float(images: np.ndarray, normalization=NORMALIZATION) -> np.ndarray:
+    return normalize(images, normalization)
 
 
 @dataclass
@@ -121,6 +166,7 @@ class Job:
     splits: object           # train.data.Splits
     workdir: Path            # scratch outside the bundle for intermediates (removed afterwards)
     cache: dict = field(default_factory=dict)
+    normalization: tuple = NORMALIZATION  # uint8 pixel -> model input: (scale, offset), numbers or per channel
 
     def memo(self, key, make):
         if key not in self.cache:
@@ -142,7 +188,7 @@ class Job:
                                                              self.cfg.calib_seed))
 
     def calib(self) -> np.ndarray:
-        return to_float(self.calib_uint8())
+        return to_float(self.calib_uint8(), self.normalization)
 
     def calibration_info(self) -> dict:
         return {"split": "train", "count": int(len(self.calib_uint8())), "seed": self.cfg.calib_seed}

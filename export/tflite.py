@@ -12,7 +12,8 @@ import numpy as np
 
 from export import opcheck, parity
 from export.errors import ExportFailed
-from export.run import OFFSET, SCALE, io_description
+from export.run import io_description
+from runtime.backends import NORMALIZATION
 
 SUFFIX = ".tflite"
 
@@ -135,12 +136,12 @@ def compact_names(buf: bytes) -> bytes:
 
 # --- reading a converted file back -------------------------------------------------------
 
-def open_model(path: Path):
+def open_model(path: Path, normalization=NORMALIZATION):
     """The file loaded as a device loads it (runtime.backends.litert). Parity runs one thread
     with LiteRT's default XNNPACK delegate, which are the bench's defaults too, so
     `python -m runtime.bench` on the same CPU reproduces the manifest's figures."""
     from runtime.backends import get_backend
-    return get_backend("tflite").load(path, threads=1, normalization=(SCALE, OFFSET), xnnpack=True)
+    return get_backend("tflite").load(path, threads=1, normalization=normalization, xnnpack=True)
 
 
 def ops(path: Path) -> list[str]:
@@ -180,7 +181,7 @@ def describe(path: Path) -> dict:
         backend.close()
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, int]:
+def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION) -> tuple[np.ndarray, int]:
     """(probabilities, images per call) for uint8 NHWC images; int8 I/O is (de)quantized with
     the scale and zero point read from the model itself (runtime.backends)."""
-    return parity.predict(open_model(path), images, batch)
+    return parity.predict(open_model(path, normalization), images, batch)

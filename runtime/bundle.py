@@ -93,6 +93,17 @@ def _checked_file(bundle: Path, entry, what: str) -> Path:
     return path
 
 
+def _numbers(v):
+    """A number, or a non-empty list of them (one per channel)."""
+    if isinstance(v, list):
+        if not v:
+            raise ValueError("empty")
+        return [float(x) for x in v]
+    if isinstance(v, bool):
+        raise TypeError("a bool")
+    return float(v)
+
+
 def load_bundle(directory: str | os.PathLike) -> Inputs:
     bundle = Path(directory)
     if not bundle.is_dir():
@@ -116,10 +127,10 @@ def load_bundle(directory: str | os.PathLike) -> Inputs:
     source = manifest.get("source_run") if isinstance(manifest.get("source_run"), dict) else {}
     norm = (manifest.get("input") or {}).get("normalization") or {}
     try:
-        normalization = (float(norm.get("scale", DEFAULT_NORMALIZATION[0])),
-                         float(norm.get("offset", DEFAULT_NORMALIZATION[1])))
+        normalization = (_numbers(norm.get("scale", DEFAULT_NORMALIZATION[0])),
+                         _numbers(norm.get("offset", DEFAULT_NORMALIZATION[1])))
     except (TypeError, ValueError):
-        raise BenchError(f"{mpath}: input.normalization must hold numbers") from None
+        raise BenchError(f"{mpath}: input.normalization must hold numbers (or one per channel)") from None
 
     test_path = _checked_file(bundle, manifest.get("test_split"), "test_split")
     ref_entry = manifest.get("reference")

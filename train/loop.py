@@ -217,6 +217,10 @@ def _train(cfg: TrainConfig, run: Path, chief_run: Path, strategy, name: str, cl
     data = load(cfg.data, cfg.val_size, cfg.seed)  # before mkdir: bad data leaves no empty run folder
     if cfg.limit_train:
         data.x_train, data.y_train = data.x_train[:cfg.limit_train], data.y_train[:cfg.limit_train]
+    if data.x_train.shape[1:] != (32, 32, 3):
+        h, w = data.x_train.shape[1:3]
+        raise ValueError(f"the data's images are {w}x{h}; python -m train's models take 32x32 RGB images "
+                         "(python -m export --model takes a model of any input size)")
     print(data.describe(), file=sys.stderr)
     # Decided before the run folder exists: a machine without fast low precision fails cleanly.
     precision = mixed_policy(len(tf.config.list_logical_devices("GPU")), cpu_flags()) if cfg.mixed_precision \

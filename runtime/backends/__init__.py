@@ -177,9 +177,25 @@ def guess_layout(shape: tuple, hint: str | None = None) -> str:
 
 
 def normalize(images: np.ndarray, normalization=NORMALIZATION) -> np.ndarray:
-    """uint8 pixels -> the model's float input, in float32 exactly as training fed Keras."""
+    """uint8 pixels -> the model's float input, in float32 exactly as training fed Keras.
+    scale and offset are numbers, or one per channel (the last axis of NHWC images)."""
     scale, offset = normalization
-    return images.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    return images.astype(np.float32) * np.asarray(scale, np.float32) + np.asarray(offset, np.float32)
+
+
+def normalization_from(scale=None, offset=None, mean=None, std=None) -> tuple:
+    """(scale, offset) for `normalize` from a user's pixel scale/offset (float = pixel * scale +
+    offset), or from per-channel mean/std of pixels/255 (float = (pixel/255 - mean) / std, as
+    torchvision and Keras applications state theirs). Neither: /255. Lists stay lists (JSON)."""
+    if (mean is None) != (std is None):
+        raise ValueError("--mean and --std go together")
+    if mean is not None and (scale is not None or offset is not None):
+        raise ValueError("give --mean/--std or --input-scale/--input-offset, not both")
+    if mean is not None:
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"--mean and --std need one value per channel each, std > 0; got {mean} and {std}")
+        return [1.0 / (255.0 * s) for s in std], [-m / s for m, s in zip(mean, std)]
+    return (NORMALIZATION[0] if scale is None else scale, NORMALIZATION[1] if offset is None else offset)
 
 
 def quantize(x: np.ndarray, dtype, scale: float, zero_point: int) -> np.ndarray:

@@ -28,8 +28,6 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.size != (32, 32):
-                raise DataError(f"{name}: image is {im.size[0]}x{im.size[1]}, expected 32x32")
             if im.mode not in ("RGB", "L", "P", "RGBA"):
                 raise DataError(f"{name}: image mode {im.mode}, expected RGB")
             if im.mode != "RGB":
@@ -60,12 +58,18 @@ def _label(parts: list[str], name: str) -> tuple[str, int] | None:
 def _collect(items) -> tuple:
     """items: iterable of (member name, bytes loader). Sorted for a deterministic order."""
     out = {"train": ([], []), "test": ([], [])}
+    first = None  # every image must have the first one's size (CIFAR's 32x32, or any other)
     for name, get in sorted(items, key=lambda t: t[0]):
         lab = _label(name.replace("\\", "/").split("/"), name)
         if lab is None:
             continue
         split, y = lab
-        out[split][0].append(_decode(get(), name))
+        img = _decode(get(), name)
+        first = first or (name, img.shape)
+        if img.shape != first[1]:
+            raise DataError(f"{name}: image is {img.shape[1]}x{img.shape[0]}, expected {first[1][1]}x{first[1][0]} "
+                            f"like {first[0]} (every image must have one size)")
+        out[split][0].append(img)
         out[split][1].append(y)
     for split in ("train", "test"):
         if not out[split][0]:
