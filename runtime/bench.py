@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from runtime.backends import INT8_KERNELS
+from runtime.backends import INT8_KERNELS, normalization_from
 from runtime.bundle import FORMATS, KNOWN_MODES
 from runtime.errors import BenchError, one_line
 from runtime.fileio import atomic_path, check_writable, write_json
@@ -62,6 +62,23 @@ class _ExtendNames(argparse.Action):
         setattr(ns, self.dest, (getattr(ns, self.dest) or []) + [x for v in values for x in v])
 
 
+def _dims(s: str) -> list[int]:
+    try:
+        dims = [int(x) for x in s.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {s!r}") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected 4 positive dims (N,H,W,C or N,C,H,W), got {s!r}")
+    return dims
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
+
+
 def _save(option: str, path: str, write) -> None:
     try:
         write()
@@ -80,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--data", metavar="NPZ", help="with --model: test images x (uint8 NHWC) "
                       "and labels y; without it, synthetic images (latency only)")
     what.add_argument("--reference", metavar="NPZ", help="with --model: reference probs for agreement")
+    bare = p.add_argument_group("a model file's input (with --model; a bundle's manifest says these)")
+    bare.add_argument("--input-shape", type=_dims, metavar="N,D,D,D",
+                      help="the input shape to run, in the model's layout, fixing its dynamic dims: e.g. "
+                      "1,3,224,224 for an NCHW ONNX model with input [-1, 3, ?, ?] (N is not used: the bench "
+                      "batches as --batch says)")
+    bare.add_argument("--layout", choices=("NHWC", "NCHW"), help="the input layout, if the model's shape "
+                      "does not say it (default: read from the model: channels are the dim of 1, 3 or 4)")
+    bare.add_argument("--input-scale", type=float, metavar="S",
+                      help="model input = pixel * S + OFFSET, pixel in 0..255 (default: 1/255)")
+    bare.add_argument("--input-offset", type=float, metavar="OFFSET", help="see --input-scale (default 0)")
+    bare.add_argument("--mean", type=_floats, metavar="M[,M]",
+                      help="instead: (pixel / 255 - mean) / std per channel, e.g. 0.485,0.456,0.406")
+    bare.add_argument("--std", type=_floats, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
     what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), nargs="+",
                       action=_ExtendNames, metavar="F", help="only these formats (tflite, onnx), "
                       "space- or comma-separated")
@@ -118,7 +148,14 @@ def main(argv=None) -> int:
     a = parser.parse_args(argv)
     if a.bundle and (a.data or a.reference):
         parser.error("--data/--reference go with --model; a bundle brings its own")
+    given = [a.input_scale, a.input_offset, a.mean, a.std]
+    try:
+        norm = normalization_from(a.input_scale, a.input_offset, a.mean, a.std) if any(v is not None for v in given) \
+            else None
+    except ValueError as e:
+        parser.error(str(e))
     cfg = BenchConfig(bundle=a.bundle, models=a.models or [], data=a.data, reference=a.reference,
+                      input_shape=a.input_shape, layout=a.layout, normalization=norm,
                       formats=a.formats, modes=a.modes, limit=a.limit, threads=a.threads,
                       warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds, batch=a.batch,
                       isolate=not a.in_process, timeout=a.timeout, label=a.label,

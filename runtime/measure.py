@@ -50,6 +50,9 @@ class BenchConfig:
     label: str | None = None           # device label for reports; default: host name
     synthetic: int = 100               # images to synthesize for a bare model without data
     int8_kernels: str = "auto"         # INT8_KERNELS: exact integer arithmetic where a runtime's fast kernels saturate
+    input_shape: list[int] | None = None  # bare models: the input shape, fixing a model's dynamic dims
+    layout: str | None = None          # bare models: NHWC or NCHW, overriding what the model's shape suggests
+    normalization: tuple | None = None  # bare models: (scale, offset) from uint8 pixels; None: / 255
 
     def check(self) -> None:
         if bool(self.bundle) == bool(self.models):
@@ -61,6 +64,13 @@ class BenchConfig:
             raise BenchError("warmup must be >= 0 and limit >= 1")
         if self.min_seconds is not None and not self.min_seconds > 0:
             raise BenchError("min_seconds must be > 0")
+        if self.input_shape is not None and (len(self.input_shape) != 4 or min(self.input_shape) < 1):
+            raise BenchError(f"--input-shape wants 4 positive dims (N,H,W,C or N,C,H,W), got {self.input_shape}")
+        if self.layout not in (None, "NHWC", "NCHW"):
+            raise BenchError(f"--layout must be NHWC or NCHW, got {self.layout!r}")
+        if self.bundle and (self.input_shape or self.layout or self.normalization):
+            raise BenchError("--input-shape, --layout and the normalization options go with --model; "
+                             "a bundle's manifest says them")
         if self.int8_kernels not in INT8_KERNELS:
             raise BenchError(f"int8_kernels must be one of {', '.join(INT8_KERNELS)}, got {self.int8_kernels!r}")
 
@@ -190,10 +200,12 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
         backend = cls.load(art.path, cfg.threads, job.normalization, art.layout,
                            art.input_quant, art.output_quant, cfg.int8_kernels)
         row["load_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+        if cfg.layout:
+            backend.layout = cfg.layout
         row["int8_arith"] = backend.int8_arith
         row.update(input_dtype=np.dtype(backend.input.dtype).name, input_layout=backend.layout,
                    input_shape=[d if d is not None else -1 for d in backend.input.shape])
-        x = data.x if data.x is not None else synthetic(backend.image_shape, cfg)
+        x = data.x if data.x is not None else synthetic(fixed_shape(backend, cfg.input_shape), cfg)
         backend.check_images(x.shape[1:])
 
         probs = backend.run(x, art.parity_batch or cfg.batch)
@@ -239,9 +251,24 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
     return row, None
 
 
+def fixed_shape(backend, input_shape) -> tuple:
+    """(H, W, C) of the images to feed: the model's, with --input-shape filling its dynamic dims
+    (and checked against its fixed ones)."""
+    hwc = backend.image_shape
+    if input_shape is None:
+        return hwc
+    n, *rest = input_shape
+    want = tuple(rest) if backend.layout == "NHWC" else (rest[1], rest[2], rest[0])
+    clash = [(w, m) for w, m in zip(want, hwc) if m is not None and w != m]
+    if clash:
+        raise ModelError(f"--input-shape {list(input_shape)} does not fit the model's input "
+                         f"{backend.layout} {[d if d is not None else -1 for d in backend.input.shape]}")
+    return want
+
+
 def synthetic(hwc: tuple, cfg: BenchConfig) -> np.ndarray:
     if any(d is None for d in hwc):
-        raise ModelError(f"model input {hwc} has dynamic image dims; pass --data")
+        raise ModelError(f"model input {hwc} (HWC) has dynamic image dims; pass --input-shape or --data")
     n = cfg.limit or cfg.synthetic
     return np.random.default_rng(SYNTHETIC_SEED).integers(0, 256, (n, *hwc), dtype=np.uint8)
 
@@ -267,6 +294,8 @@ def run_bench(cfg: BenchConfig, progress=None) -> BenchResult:
 
     cfg.check()
     inputs = load_bundle(cfg.bundle) if cfg.bundle else bare_artifacts(cfg.models, cfg.data, cfg.reference)
+    if cfg.normalization is not None:
+        inputs.normalization = tuple(cfg.normalization)
     arts = select(inputs, cfg)
     label = cfg.label or platform.node() or "device"
     jobs = [Job(a, cfg, str(inputs.test_path) if inputs.test_path else None,
