@@ -207,7 +207,7 @@ def parse(argv=None):
 def precheck(args) -> None:
     """Everything that can be checked before TensorFlow loads (seconds, and its log lines)."""
     from export.errors import BadInput
-    from export.run import check_keras_file
+    from export.loader import check_file
     from runtime.fileio import check_writable
     from train.data import resolve
     for name, lo in (("calib_size", 1), ("calib_seed", 0), ("extra_calib_size", 0), ("rounds", 1), ("per_round", 1)):
@@ -218,7 +218,7 @@ def precheck(args) -> None:
     for opt, run in (("--tanhexp-run", args.tanhexp_run), ("--relu-run", args.relu_run)):
         if not Path(run).is_dir():
             raise BadInput(f"{opt}: run folder not found: {run}")
-        check_keras_file(Path(run) / "model.keras")
+        check_file(Path(run) / "model.keras")
     cfg_path = Path(args.tanhexp_run) / "config.json"
     try:
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}

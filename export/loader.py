@@ -82,7 +82,10 @@ def load_model(path: str | Path):
     except BadInput:
         raise
     except Exception as e:  # Keras raises ValueError, OSError, TypeError, h5py errors ...
-        what = unknown_object(_saved_config(path, kind)) or describe_unknown(str(e))
+        # The saved config names what is unknown; Keras's message is read only where there is
+        # no config to read (a SavedModel), since it also says "Could not locate" of broken files.
+        config = _saved_config(path, kind)
+        what = unknown_object(config) if config is not None else describe_unknown(str(e))
         if what:
             raise BadInput(f"{path}: unknown custom object {what}; this tool rebuilds TanhExp (a layer, "
                            f"activation='tanhexp' or a function named tanhexp) and Keras's own objects only") from None
