@@ -34,7 +34,7 @@ def parse(argv=None):
     io.add_argument("--run", default=None, metavar="RUN_DIR",
                     help="run folder from `python -m train` (default: the newest under runs/ by metrics.json time)")
     io.add_argument("--out", default=None, metavar="DIR",
-                    help="export folder (default: RUN/export, or NAME-export beside --model NAME.keras)")
+                    help="export folder (default: RUN/export, or NAME-keras-export beside --model NAME.keras)")
     b = p.add_argument_group("a model you bring (instead of --run)")
     b.add_argument("--model", default=None, metavar="FILE",
                    help="any single-input tf_keras image classifier: .keras, .h5 or a SavedModel folder. TanhExp is "

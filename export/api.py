@@ -102,7 +102,7 @@ def export(cfg: ExportConfig, log=_log) -> dict:
     cfg.validate()
     run = open_model_file(cfg.model, cfg.data) if cfg.model else open_run(cfg.run, cfg.runs_root)
     out = Path(cfg.out) if cfg.out else \
-        (run.model_path.parent / f"{run.model_path.name.split('.')[0]}-export" if run.brought else run.dir / "export")
+        (run.model_path.parent / f"{run.model_path.name.replace('.', '-')}-export" if run.brought else run.dir / "export")
     manifest = bundle.read_existing(out, run) if (out / bundle.MANIFEST).exists() else None
     created = prepare_out(out)
     remove_killed_leftovers(out)
@@ -133,7 +133,8 @@ def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> di
     if manifest["input"].get("normalization") != bundle.normalization_entry(normalization):
         raise BadInput(f"{out} holds an export with another input normalization "
                        f"({manifest['input'].get('normalization')}); choose another --out or remove it")
-    manifest["input"]["resized"] = resized
+    if resized:  # said only when done; a run folder's manifest stays as it was
+        manifest["input"]["resized"] = resized
     manifest["source_run"] = bundle.source_run(run, keras_acc, _display(run.model_path if run.brought else run.dir))
     shared = False
     with tempfile.TemporaryDirectory(prefix="edgecnn-export-") as work:
