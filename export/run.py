@@ -124,13 +124,18 @@ def fit_images(splits, model) -> dict | None:
         raise BadInput(f"model takes {c} channels; the data has {have[2]}")
     if None in (h, w) or (h, w) == have[:2]:
         return None
-    from PIL import Image
-
-    def resize(x):
-        return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in x]) \
-            if len(x) else np.zeros((0, h, w, have[2]), np.uint8)
-    splits.x_train, splits.x_val, splits.x_test = (resize(x) for x in (splits.x_train, splits.x_val, splits.x_test))
+    splits.x_train, splits.x_val, splits.x_test = (resize_images(x, h, w)
+                                                   for x in (splits.x_train, splits.x_val, splits.x_test))
     return {"from": list(have[:2]), "to": [h, w], "method": RESIZE}
+
+
+def resize_images(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """uint8 NHWC images to h x w, as RESIZE says (also what a model trained on resized images
+    should have seen: experiments/mobilenet_v2.py uses this)."""
+    from PIL import Image
+    if not len(x):
+        return np.zeros((0, h, w, x.shape[3]), np.uint8)
+    return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in x])
 
 
 def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
