@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from runtime.cli import Parser, fail
 
 SIZE = 96
