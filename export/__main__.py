@@ -1,18 +1,10 @@
 """python -m export --format tflite: convert a trained run to device models plus a bundle."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from runtime.cli import DefaultsHelp, Parser, config_from_args
-
-
-def _floats(s: str) -> list[float]:
-    try:
-        return [float(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
+from runtime.cli import DefaultsHelp, Parser, config_from_args, floats
 
 
 def parse(argv=None):
@@ -47,9 +39,9 @@ def parse(argv=None):
     b.add_argument("--input-scale", type=float, default=None, metavar="S",
                    help="model input = pixel * S + OFFSET, pixel in 0..255 (default: 1/255, what train uses)")
     b.add_argument("--input-offset", type=float, default=None, metavar="OFFSET", help="see --input-scale (default 0)")
-    b.add_argument("--mean", type=_floats, default=None, metavar="M[,M]",
+    b.add_argument("--mean", type=floats, default=None, metavar="M[,M]",
                    help="instead: model input = (pixel / 255 - mean) / std per channel, e.g. 0.485,0.456,0.406")
-    b.add_argument("--std", type=_floats, default=None, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
+    b.add_argument("--std", type=floats, default=None, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
     q = p.add_argument_group("quantization")
     q.add_argument("--calib-size", type=int, default=500, metavar="N",
                    help="calibration images for int8, a seeded sample of the training split")

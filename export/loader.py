@@ -233,7 +233,7 @@ def _split_functional(config: dict, names: set) -> dict:
     def rename(ref):
         return [f"{ref[0]}_tanhexp", *ref[1:]] if ref[0] in names else ref
 
-    layers, added = [], []
+    layers = []
     for lc in config["layers"]:
         for node in lc.get("inbound_nodes", []):
             node[:] = [rename(ref) for ref in node]
@@ -244,10 +244,8 @@ def _split_functional(config: dict, names: set) -> dict:
             layers.append({"class_name": "TanhExp", "name": f"{lc['name']}_tanhexp",
                            "config": {"name": f"{lc['name']}_tanhexp", "dtype": lc["config"].get("dtype", "float32")},
                            "inbound_nodes": [[[lc["name"], k, 0, {}]] for k in range(calls)]})
-            added.append(lc["name"])
     config["layers"] = layers
-    for key in ("output_layers",):
-        config[key] = [rename(ref) for ref in config[key]]
+    config["output_layers"] = [rename(ref) for ref in config["output_layers"]]
     return config
 
 
@@ -261,9 +259,9 @@ def check_tanhexp(model, path: Path, tol: float = 1e-5) -> None:
     from train.activations import TanhExp, tanhexp_numpy
     if not has_tanhexp(model):
         return
-    probe = np.random.default_rng(0).normal(0, 2, (2, *model.input_shape[1:])).astype(np.float32)
     if any(d is None for d in model.input_shape[1:]):
         return  # dynamic dims: the layers' own check below needs a shape; the function is ours
+    probe = np.random.default_rng(0).normal(0, 2, (2, *model.input_shape[1:])).astype(np.float32)
     acts = [layer for layer in model.layers if isinstance(layer, TanhExp)]
     tap = keras.Model(model.inputs, [layer.input for layer in acts] + [layer.output for layer in acts])
     got = tap(tf.constant(probe), training=False)

@@ -19,7 +19,7 @@ from runtime.fileio import atomic_path, check_writable, write_json
 from runtime.measure import BenchConfig, run_bench
 from runtime.progress import progress
 from runtime.table import bench_summary
-from runtime.cli import Parser
+from runtime.cli import Parser, floats
 
 
 def _count(zero_ok=False):
@@ -72,13 +72,6 @@ def _dims(s: str) -> list[int]:
     return dims
 
 
-def _floats(s: str) -> list[float]:
-    try:
-        return [float(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
-
-
 def _save(option: str, path: str, write) -> None:
     try:
         write()
@@ -107,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     bare.add_argument("--input-scale", type=float, metavar="S",
                       help="model input = pixel * S + OFFSET, pixel in 0..255 (default: 1/255)")
     bare.add_argument("--input-offset", type=float, metavar="OFFSET", help="see --input-scale (default 0)")
-    bare.add_argument("--mean", type=_floats, metavar="M[,M]",
+    bare.add_argument("--mean", type=floats, metavar="M[,M]",
                       help="instead: (pixel / 255 - mean) / std per channel, e.g. 0.485,0.456,0.406")
-    bare.add_argument("--std", type=_floats, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
+    bare.add_argument("--std", type=floats, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
     what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), nargs="+",
                       action=_ExtendNames, metavar="F", help="only these formats (tflite, onnx), "
                       "space- or comma-separated")

@@ -25,6 +25,14 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default in (None, False) else super()._get_help_string(action)
 
 
+def floats(s: str) -> list[float]:
+    """argparse type: numbers separated by commas, one per channel (e.g. --mean 0.485,0.456,0.406)."""
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {s!r}") from None
+
+
 def config_from_args(cls, args, **overrides):
     """The stage's dataclass config from parsed arguments: every field an option of the same
     name sets (argparse's dest), so an option is written once in the parser and once in the
