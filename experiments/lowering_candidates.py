@@ -1,6 +1,6 @@
 """The TanhExp lowerings that were measured and not chosen, for experiments/lowering_bench.py.
 
-The exporter ships three formulas (export/lowering.py: bounded3, naive, elu3). The candidates
+The exporter ships four formulas (export/lowering.py: bounded3, naive, elu3, lrsgate). The candidates
 here shaped that choice (docs/lowering.md, docs/results/lowering.json): other exponent bounds
 (a finer int8 EXP grid), a sigmoid gate, a hinge correction of elu3, a floor on the conv
 output's range, and act->MaxPool fusions.
@@ -18,6 +18,8 @@ top-1 agreement even in float32). A pair that cannot be fused stays elementwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 import tensorflow as tf
 import tf_keras as keras
@@ -59,6 +61,39 @@ CANDIDATES: dict[str, tuple[str, str, dict]] = {
 }
 
 
+def _sgate(terms):
+    """x * sum_k c_k * sigmoid(a_k * x + b_k). In ONNX int8 each term is one QLinearSigmoid table
+    (a, b folded into its DequantizeLinear, c into the one after it), summed by QLinearAdd."""
+    def f(x):
+        g = None
+        for c, a, b in terms:
+            t = tf.math.sigmoid(x * tf.cast(a, x.dtype) + tf.cast(b, x.dtype))
+            t = t * tf.cast(c, x.dtype) if c != 1.0 else t
+            g = t if g is None else g + t
+        return x * g
+    return f
+
+
+def _sgate64(terms):
+    def f(x):
+        return x * sum(c * 0.5 * (1.0 + np.tanh((a * x + b) / 2.0)) for c, a, b in terms)
+    return f
+
+
+# The ONNX int8 table candidates (export/onnx_qdq.py) not shipped; constants from
+# `python -m experiments.sgate_fit` (docs/results/sgate-fit.json): "minimax" fits the worst case
+# on [-40, 40], "data" the seed net's conv outputs (as the shipped `lrsgate` does).
+TABLE_CANDIDATES = {
+    "sgate1": ("x*sigmoid(1.73692x + 1.2675), minimax: one table and a QLinearMul",
+               _sgate(((1.0, 1.73692, 1.2675),)), _sgate64(((1.0, 1.73692, 1.2675),))),
+    "sgate2": ("x*(c sigmoid(a1 x + b1) + (1 - c) sigmoid(a2 x + b2)), data fit: two tables, QLinearAdd, QLinearMul",
+               _sgate(((0.36767, 1.34418, 2.0924), (0.63233, 2.59889, 0.87882))),
+               _sgate64(((0.36767, 1.34418, 2.0924), (0.63233, 2.59889, 0.87882)))),
+    "lrsgate_minimax": ("lrsgate with the minimax constants (2.58164, 0.50397, -0.55748, -0.00097)",
+                        L._lrsgate(2.58164, 0.50397, -0.55748, -0.00097), L._lrsgate64(2.58164, 0.50397, -0.55748, -0.00097)),
+}
+
+
 @dataclass(frozen=True)
 class PooledLowering(L.Lowering):
     pool: str = "none"
@@ -71,7 +106,10 @@ def register() -> None:
             continue
         low = L._add(name, doc, **kw)
         exact = low.exact and pool != "max"
-        L.LOWERINGS[name] = PooledLowering(low.fn, exact, doc, low.max_error, pool)
+        L.LOWERINGS[name] = PooledLowering(low.fn, exact, doc, low.max_error, pool=pool)
+    for name, (doc, fn, ref64) in TABLE_CANDIDATES.items():
+        if name not in L.LOWERINGS:
+            L.LOWERINGS[name] = L.Lowering(fn, False, doc, L._bound_error(ref64), onnx_int8="table")
 
 
 def pool_of(name: str) -> str:

@@ -5,7 +5,7 @@ Why: `python -m runtime.profile` showed TanhExp's int8.onnx spending 56 % of its
 activation (results.md): standard ONNX has no quantized Elu or Tanh, so the `elu3`
 lowering runs as DequantizeLinear -> float op -> QuantizeLinear three times, with QLinearAdd and
 QLinearMul between, each rounding to int8. The alternative: the exact float formula (`naive`, the
-float32 export's) with its Exp, Tanh and Mul left unquantized (`export.onnx.float_island`), so each
+float32 export's) with its Exp, Tanh and Mul left unquantized (`export.onnx_qdq.float_island`), so each
 TanhExp is one DequantizeLinear, Exp, Tanh, Mul in float, one QuantizeLinear. It became the
 exporter's int8.onnx for TanhExp.
 Fewer nodes and one rounding instead of five. Same calibration sample (500 training images, the
@@ -30,6 +30,7 @@ def build(job, tmp: Path) -> dict[str, Path]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from export import onnx as ex
+    from export.onnx_qdq import float_island
     from export.lowering import FORMAT_DEFAULTS
 
     class Reader(ex._Reader, CalibrationDataReader):
@@ -42,7 +43,7 @@ def build(job, tmp: Path) -> dict[str, Path]:
             pre = ex._preprocessed(job, "int8")
         finally:
             FORMAT_DEFAULTS[("onnx", "int8")] = saved
-        skip = ex.float_island(onnx.load(str(pre))) if island else []
+        skip = float_island(onnx.load(str(pre))) if island else []
         quantize_static(str(pre), str(path), Reader(job.calib()), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         per_channel=job.cfg.per_channel, nodes_to_exclude=skip)

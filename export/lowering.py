@@ -29,7 +29,7 @@ DEQUANTIZE/ELU/NEG/QUANTIZE islands; not int8 EXP, MINIMUM, MAXIMUM, standalone 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -95,13 +95,38 @@ def _float64(c=None, gate="exp", norm=False, floor=None, hinge=None):
     return f
 
 
-def _bound_error(**kw) -> float:
+def _bound_error(ref64=None, **kw) -> float:
     """sup over x of |formula(x) - x*tanh(e^x)| / max(1, |x|), float64 on a fine grid (beyond
     |x| = 40 the ratio no longer changes: tanh(e^x) is 1, and x*tanh(e^x) is 0 below)."""
     x = np.linspace(-40, 40, 160001)
     with np.errstate(over="ignore"):
-        sup = np.max(np.abs(_float64(**kw)(x) - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x)))
+        f = ref64 or _float64(**kw)
+        sup = np.max(np.abs(f(x) - x * np.tanh(np.exp(x))) / np.maximum(1.0, np.abs(x)))
     return float(sup * 1.01)  # margin for the grid's step (0.0005) missing the peak
+
+
+def _lrsgate(a, alpha, t, b):
+    """x * sigmoid(a * leaky_relu(x - t, alpha) + b): one sigmoid with two slopes, a steep one
+    right of t and a gentle one left of it, the shape of tanh(e^x) (an e^x tail on the left, a
+    double-exponential approach to 1 on the right).
+
+    Why: ONNX Runtime runs DequantizeLinear -> LeakyRelu/Sigmoid -> QuantizeLinear as
+    QLinearLeakyRelu/QLinearSigmoid, 256-entry tables of the int8 codes, and the scalars t, a, b
+    only change a table's input grid: a*h + b read from h's codes is h's codes under scale a*s and
+    zero point z - b/(a*s). `export.onnx_qdq.fold_affine` folds them into the DequantizeLinear
+    nodes, so each TanhExp is two table lookups and one QLinearMul: no Exp, Tanh or float op
+    between the integer convolutions."""
+    def f(x):
+        h = tf.nn.leaky_relu(x - tf.cast(t, x.dtype), alpha=alpha)
+        return x * tf.math.sigmoid(h * tf.cast(a, x.dtype) + tf.cast(b, x.dtype))
+    return f
+
+
+def _lrsgate64(a, alpha, t, b):
+    def f(x):
+        u = x - t
+        return x * 0.5 * (1.0 + np.tanh((a * np.where(u > 0, u, alpha * u) + b) / 2.0))
+    return f
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,10 @@ class Lowering:
     # documented bound of the formula: |fn(x) - x*tanh(e^x)| <= max_error * max(1, |x|) beyond
     # float32 rounding
     max_error: float = 0.0
+    # how export/onnx.py builds the static int8 graph (export.onnx_qdq.INT8_GRAPHS): "quantize"
+    # every op, "float-island" (the formula's ops left in float), "table" (sigmoid terms folded
+    # into ONNX Runtime's table lookups)
+    onnx_int8: str = "quantize"
 
     def __call__(self, x):
         return self.fn(x)
@@ -130,6 +159,17 @@ _add("bounded3", "the training formula x*tanh(exp(min(x,3))): MINIMUM, EXP, TANH
 _add("naive", "x*tanh(exp(x)): EXP's int8 range is unbounded (and float16 overflows above x=11)", c=None)
 # approximate (|error| <= 0.027 max(1, |x|)), for int8: no EXP or MINIMUM, every op in XNNPACK
 _add("elu3", "x*tanh(1 + elu(x - relu(x-3))): no EXP/MINIMUM, all ops in XNNPACK", minop="sub", gate="elu")
+LOWERINGS["naive"] = replace(LOWERINGS["naive"], onnx_int8="float-island")
+
+
+# For ONNX int8 (ONNX_INT8 below). Constants: least squares of x*gate(x) against x*tanh(e^x) over
+# the seed TanhExp net's conv outputs on the exporter's calibration sample (500 training images),
+# `python -m experiments.sgate_fit` (docs/results/sgate-fit.json); sup |error| / max(1, |x|) 0.0195.
+LOWERINGS["lrsgate"] = Lowering(
+    _lrsgate(2.26906, 0.5431, -0.62914, -0.15497), False,
+    "x*sigmoid(2.26906 leaky_relu(x + 0.62914, 0.5431) - 0.15497): two table lookups and a QLinearMul "
+    "in ONNX Runtime, every op an integer kernel", _bound_error(_lrsgate64(2.26906, 0.5431, -0.62914, -0.15497)),
+    onnx_int8="table")
 
 # export mode -> lowering (measured: docs/lowering.md, docs/results/lowering.json).
 # Float modes MUST compute the training function (exports are checked against Keras at 1e-5),
@@ -155,7 +195,7 @@ DEFAULTS = {"float32": "bounded3", "float16": "bounded3", "dynamic": "bounded3",
 # one DequantizeLinear, Exp, Tanh, Mul, one QuantizeLinear. Validation split, 10-epoch seed net,
 # AVX2 x86: 33 nodes against 60, agreement 97.92 vs 97.78 %, p50 1.36-1.62x faster
 # (experiments/onnx_float_island.py, docs/results.md).
-FORMAT_DEFAULTS = {("onnx", "float32"): "naive", ("onnx", "int8"): "naive"}
+FORMAT_DEFAULTS = {("onnx", "float32"): "naive", ("onnx", "int8"): "lrsgate"}
 
 
 def choose(mode: str, fmt: str | None = None) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck, parity
+from export.onnx_qdq import INT8_GRAPHS, optimized_ops
 from export.config import ONNX_ACTIVATIONS, ranges_label
 from export.run import io_description
 from runtime.backends import NORMALIZATION
@@ -120,8 +121,18 @@ def tidy(model):
 
 # --- converters --------------------------------------------------------------------------
 
+# Static int8 keeps Keras's NCHW->NHWC Transpose before Flatten: ONNX Runtime runs QLinearConv
+# channels-last and moves its own layout transposes through the elementwise ops to cancel that
+# one, so the whole int8 graph runs NHWC with NhwcMaxPool. Folded, a Transpose back to NCHW is
+# left, and where it lands before TanhExp's ops (x has two consumers) the last MaxPool runs on
+# NCHW integers, ORT's slow path (experiments/int8_lowering_runtimes.py).
+FOLD_FLATTEN = {"float32": True, "dynamic": True, "int8": False}
+
+
 def _float_model(job, mode: str):
-    """tf2onnx of the model lowered for `mode`, NCHW input, transposes folded."""
+    """tf2onnx of the model lowered for `mode`, NCHW input, transposes folded where FOLD_FLATTEN says."""
+    fold = FOLD_FLATTEN.get(mode, True)
+
     def make():
         import tensorflow as tf
         import tf2onnx
@@ -129,10 +140,11 @@ def _float_model(job, mode: str):
         spec = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name=INPUT_NAME)]
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=job.cfg.opset,
                                               inputs_as_nchw=[INPUT_NAME])
-        fold_flatten_transpose(proto)
+        if fold:
+            fold_flatten_transpose(proto)
         return tidy(proto)
     from export.lowering import choose
-    return job.memo(("onnx-float", choose(mode, "onnx"), job.cfg.opset), make)
+    return job.memo(("onnx-float", choose(mode, "onnx"), job.cfg.opset, fold), make)
 
 
 def _extras(job, mode: str) -> dict:
@@ -183,17 +195,6 @@ class _Reader:
         self.i = 0
 
 
-def float_island(model) -> list[str]:
-    """Names of the nodes that compute TanhExp in float (the `naive` lowering: Exp, Tanh and the
-    Mul that takes a Tanh's output), for quantize_static to leave unquantized: the activation
-    then runs as one DequantizeLinear, three float ops and one QuantizeLinear (export/lowering.py,
-    FORMAT_DEFAULTS). Empty for a model without TanhExp."""
-    nodes = model.graph.node
-    tanh_out = {o for n in nodes if n.op_type == "Tanh" for o in n.output}
-    return [n.name for n in nodes if n.op_type in ("Exp", "Tanh")
-            or (n.op_type == "Mul" and tanh_out.intersection(n.input))]
-
-
 def int8(job, out: Path) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -210,16 +211,32 @@ def int8(job, out: Path) -> dict:
     ranges = {} if pct is None else dict(calibrate_method=CalibrationMethod.Percentile,
                                          extra_options={"CalibPercentile": pct})
     act = getattr(QuantType, ONNX_ACTIVATIONS[job.cfg.onnx_activations])
+    from export.lowering import LOWERINGS
     pre = _preprocessed(job, "int8")
-    island = float_island(_onnx().load(str(pre)))
+    lowering = job.lowering("int8", "onnx")
+    graph = INT8_GRAPHS[LOWERINGS[lowering].onnx_int8 if lowering else "quantize"]
+    skip = graph.exclude(_onnx().load(str(pre)))
     quantize_static(str(pre), str(tmp), reader, quant_format=QuantFormat.QDQ,
                     activation_type=act, weight_type=QuantType.QInt8,
-                    per_channel=job.cfg.per_channel, nodes_to_exclude=island, **ranges)
-    _finish(tmp, out)
+                    per_channel=job.cfg.per_channel, nodes_to_exclude=skip, **ranges)
+    q = _onnx().load(str(tmp))
+    graph.finish(q)
+    _onnx().save(tidy(q), str(out))
     return {**_extras(job, "int8"), "calibration": {**job.calibration_info(),
                                                     "ranges": ranges_label(pct)},
             "quantization_scheme": {"format": "QDQ", "activations": job.cfg.onnx_activations, "weights": "int8",
-                                    "per_channel": job.cfg.per_channel, "float_nodes": len(island)}}
+                                    "per_channel": job.cfg.per_channel,
+                                    "graph": LOWERINGS[lowering].onnx_int8 if lowering else "quantize"},
+            "optimized_graph": optimized(out)}
+
+
+def optimized(path: Path) -> dict:
+    """What ONNX Runtime runs on this machine once it has fused the QDQ graph (op counts, and
+    the ops left in float), with the session options the device's bench uses."""
+    from runtime.backends.onnxrt import session_options
+    import onnxruntime as ort
+    so, _ = session_options(threads=1)
+    return {**optimized_ops(path, so), "onnxruntime": ort.__version__}
 
 
 # --- reading a converted file back -------------------------------------------------------

@@ -42,44 +42,44 @@ def _full_int8(tf, conv, calib: np.ndarray) -> None:
 
 
 def float32(job, out: Path) -> dict:
-    _, conv = _converter(job.lowered("float32"))
+    _, conv = _converter(job.lowered("float32", "tflite"))
     Path(out).write_bytes(_convert(conv))
-    return {"lowering": job.lowering("float32")}
+    return {"lowering": job.lowering("float32", "tflite")}
 
 
 def float16(job, out: Path) -> dict:
-    tf, conv = _converter(job.lowered("float16"))
+    tf, conv = _converter(job.lowered("float16", "tflite"))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]  # weights stored as float16, math in float32
     Path(out).write_bytes(_convert(conv))
-    return {"lowering": job.lowering("float16")}
+    return {"lowering": job.lowering("float16", "tflite")}
 
 
 def dynamic(job, out: Path) -> dict:
-    tf, conv = _converter(job.lowered("dynamic"))
+    tf, conv = _converter(job.lowered("dynamic", "tflite"))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no dataset: int8 weights, float activations
     Path(out).write_bytes(_convert(conv))
-    return {"lowering": job.lowering("dynamic")}
+    return {"lowering": job.lowering("dynamic", "tflite")}
 
 
 def int8(job, out: Path) -> dict:
     from export.config import ranges_label
     pct, keep = job.cfg.tflite_calib_percentile, job.cfg.tflite_float_layers
     if pct is None and not keep:  # the converter's own one-step path: min/max ranges
-        tf, conv = _converter(job.lowered("int8"))
+        tf, conv = _converter(job.lowered("int8", "tflite"))
         _full_int8(tf, conv, job.calib())
         buf = _convert(conv)
     else:  # the same two halves, with ranges replaced or layers kept in float in between
         from export.tflite_ranges import calibrated, percentile_ranges, quantize
         from export.tflite_select import float_nodes
         calib = job.calib()
-        cal = calibrated(job.lowered("int8"), calib)
+        cal = calibrated(job.lowered("int8", "tflite"), calib)
         if pct is not None:
             cal, _ = percentile_ranges(cal, calib, pct)
         nodes = float_nodes(cal, job.model, keep) if keep else None
         buf = compact_names(quantize(cal, float_nodes=nodes))
     Path(out).write_bytes(buf)
-    return {"lowering": job.lowering("int8"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)},
+    return {"lowering": job.lowering("int8", "tflite"), "calibration": {**job.calibration_info(), "ranges": ranges_label(pct)},
             **({"float_layers": list(keep)} if keep else {})}
 
 
@@ -87,7 +87,7 @@ def qat(job, out: Path) -> dict:
     from export import qat as qat_mod
     qmodel, info = qat_mod.fine_tune_job(job)
     Path(out).write_bytes(qat_mod.to_tflite_int8(qmodel, job.calib()))
-    return {"lowering": job.lowering("qat"), "calibration": job.calibration_info(), "qat": info}
+    return {"lowering": job.lowering("qat", "tflite"), "calibration": job.calibration_info(), "qat": info}
 
 
 def convert_int8(model, calib: np.ndarray) -> bytes:

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from experiments.lowering_candidates import (CANDIDATES, POOL_MAX_ERROR, LoweredTanhExpPool, lowered_copy, pool_of,
-                                             register)
+from experiments.lowering_candidates import (CANDIDATES, POOL_MAX_ERROR, TABLE_CANDIDATES, LoweredTanhExpPool,
+                                             lowered_copy, pool_of, register)
 from export.lowering import LOWERINGS, LoweredTanhExp
 from tests.export.test_lowering import _images, _tflite, _tiny, check_copy
 from train.activations import TanhExp, tanhexp_numpy
@@ -37,14 +37,15 @@ def _ref_pooled(x: np.ndarray) -> np.ndarray:
 def test_register_is_explicit_and_idempotent():
     n = len(LOWERINGS)
     register()
-    assert len(LOWERINGS) == n and set(CANDIDATES) <= set(LOWERINGS)
+    assert len(LOWERINGS) == n and set(CANDIDATES) | set(TABLE_CANDIDATES) <= set(LOWERINGS)
+    assert all(LOWERINGS[name].onnx_int8 == "table" and not LOWERINGS[name].exact for name in TABLE_CANDIDATES)
     for name, (pool, doc, _) in CANDIDATES.items():
         low = LOWERINGS[name]
         assert low.doc == doc and pool_of(name) == pool
         assert low.exact == (low.max_error == 0.0 and pool != "max"), name
 
 
-@pytest.mark.parametrize("name", sorted(CANDIDATES))
+@pytest.mark.parametrize("name", sorted(CANDIDATES) + sorted(TABLE_CANDIDATES))
 def test_elementwise_part_matches_reference(name):
     low = LOWERINGS[name]
     x = np.concatenate([np.linspace(-30, 30, 60001), [-88.0, -1e-3, 0.0, 1e-3, 50.0]]).astype(np.float32)

@@ -78,7 +78,7 @@ def test_float_island_names_only_tanhexps_nodes():
     """Exp, Tanh and the Mul fed by a Tanh: not a Mul of anything else, not other ops."""
     from onnx import TensorProto, helper
 
-    from export.onnx import float_island
+    from export.onnx_qdq import float_island
     vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4])
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
              helper.make_node("Exp", ["r"], ["e"], name="exp"),
@@ -87,29 +87,3 @@ def test_float_island_names_only_tanhexps_nodes():
              helper.make_node("Mul", ["y", "y"], ["z"], name="square")]  # a Mul TanhExp does not own
     g = helper.make_graph(nodes, "g", [vi("x")], [vi("z")])
     assert float_island(helper.make_model(g)) == ["exp", "tanh", "gate"]
-
-
-def test_tanhexp_int8_onnx_runs_the_activation_in_float(bundle, manifest):
-    """Each TanhExp: one DequantizeLinear in, Exp -> Tanh -> Mul in float (and the max-pool and
-    flatten after it), one QuantizeLinear out (export/lowering.py FORMAT_DEFAULTS; no Elu and no quantized
-    Add/Mul chain of `elu3`)."""
-    (a,) = [a for a in manifest["artifacts"] if a["file"] == "int8.onnx"]
-    g = onnx.load(str(bundle / "int8.onnx")).graph
-    ops = collections.Counter(n.op_type for n in g.node)
-    assert a["lowering"] == "naive" and ops["Elu"] == 0 and ops["Add"] == 0
-    assert ops["Exp"] == ops["Tanh"] == ops["Mul"] == 2  # the seed net's two TanhExp layers
-    assert a["quantization_scheme"]["float_nodes"] == 6
-    producer = {o: n for n in g.node for o in n.output}
-    consumers = collections.defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
-    for n in g.node:
-        if n.op_type == "Exp":
-            assert producer[n.input[0]].op_type == "DequantizeLinear"
-        if n.op_type == "Mul":
-            assert {producer[i].op_type for i in n.input} == {"DequantizeLinear", "Tanh"}
-            (nxt,) = consumers[n.output[0]]
-            while nxt.op_type in ("MaxPool", "Reshape"):  # the quantizer leaves these float on a float input
-                (nxt,) = consumers[nxt.output[0]]
-            assert nxt.op_type == "QuantizeLinear"
