@@ -188,13 +188,12 @@ DEFAULTS = {"float32": "bounded3", "float16": "bounded3", "dynamic": "bounded3",
 # ranges), and dropping the Min measured 121.7 vs 128.3 us per image (ReLU 87.9 us), max
 # |dp| 0.0 between the two graphs (docs/results.md).
 #
-# ONNX int8: standard ONNX has no quantized Elu or Tanh, so `elu3` ran as three
-# DequantizeLinear -> float op -> QuantizeLinear islands with QLinearAdd/Mul between, each
-# rounding to int8: 56 % of TanhExp int8.onnx's time (runtime.profile). Instead the exact float
-# formula is left unquantized between the int8 convolutions (export/onnx.py, `float_island`):
-# one DequantizeLinear, Exp, Tanh, Mul, one QuantizeLinear. Validation split, 10-epoch seed net,
-# AVX2 x86: 33 nodes against 60, agreement 97.92 vs 97.78 %, p50 1.36-1.62x faster
-# (experiments/onnx_float_island.py, docs/results.md).
+# ONNX int8: standard ONNX has no quantized Exp, Elu or Tanh; `elu3` ran as three float islands,
+# then the exact formula as one (`naive`, strategy "float-island"). `lrsgate` uses only ops ONNX
+# Runtime runs as integer kernels (strategy "table", export/onnx_qdq.py). Chosen on the
+# validation split, AVX-512 EPYC: agreement 96.50 vs 96.32 %, 0.76x vs 0.86x its own float32,
+# 1.53x vs 1.73x ReLU int8 (experiments/int8_lowering_runtimes.py, docs/lowering.md). For LiteRT
+# it is no faster than `elu3` (1.12x ReLU both) and agrees less (95.94 vs 96.22 %).
 FORMAT_DEFAULTS = {("onnx", "float32"): "naive", ("onnx", "int8"): "lrsgate"}
 
 
