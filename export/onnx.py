@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from export import opcheck, parity
-from export.onnx_qdq import INT8_GRAPHS, optimized_ops
 from export.config import ONNX_ACTIVATIONS, ranges_label
+from export.onnx_qdq import INT8_GRAPHS, optimized_ops
 from export.run import io_description
 from runtime.backends import NORMALIZATION
 
@@ -214,7 +214,8 @@ def int8(job, out: Path) -> dict:
     from export.lowering import LOWERINGS
     pre = _preprocessed(job, "int8")
     lowering = job.lowering("int8", "onnx")
-    graph = INT8_GRAPHS[LOWERINGS[lowering].onnx_int8 if lowering else "quantize"]
+    strategy = LOWERINGS[lowering].onnx_int8 if lowering else "quantize"
+    graph = INT8_GRAPHS[strategy]
     skip = graph.exclude(_onnx().load(str(pre)))
     quantize_static(str(pre), str(tmp), reader, quant_format=QuantFormat.QDQ,
                     activation_type=act, weight_type=QuantType.QInt8,
@@ -226,15 +227,16 @@ def int8(job, out: Path) -> dict:
                                                     "ranges": ranges_label(pct)},
             "quantization_scheme": {"format": "QDQ", "activations": job.cfg.onnx_activations, "weights": "int8",
                                     "per_channel": job.cfg.per_channel,
-                                    "graph": LOWERINGS[lowering].onnx_int8 if lowering else "quantize"},
+                                    "graph": strategy},
             "optimized_graph": optimized(out)}
 
 
 def optimized(path: Path) -> dict:
     """What ONNX Runtime runs on this machine once it has fused the QDQ graph (op counts, and
     the ops left in float), with the session options the device's bench uses."""
-    from runtime.backends.onnxrt import session_options
     import onnxruntime as ort
+
+    from runtime.backends.onnxrt import session_options
     so, _ = session_options(threads=1)
     return {**optimized_ops(path, so), "onnxruntime": ort.__version__}
 
