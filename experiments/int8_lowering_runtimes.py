@@ -16,6 +16,9 @@ the bench's session options: one thread, XNNPACK on).
 
     python -m experiments.int8_lowering_runtimes --tanhexp-run runs/seed-tanhexp-s0 \\
         --relu-run runs/seed-relu-s0 --json docs/results/int8-lowering-runtimes.json
+    python -m experiments.int8_lowering_runtimes --tanhexp-model runs/mnv2-tanhexp/model.keras \\
+        --relu-model runs/mnv2-relu6/model.keras --input-scale 0.00784313725490196 --input-offset -1 \\
+        --onnx lrsgate --tflite elu3 --split test
 """
 from __future__ import annotations
 
@@ -38,8 +41,9 @@ def _register_floor() -> None:
     L.LOWERINGS.setdefault("identity", L.Lowering(lambda x: x * 1.0, False, "x (a cost floor, not TanhExp)", 1.0))
 
 
-def _export(run: str, out: Path, fmt: str, lowering: str | None, calib_size: int) -> dict:
-    """float32 and int8 of `fmt`, with `lowering` as that format's int8 choice; the manifest."""
+def _export(source: dict, out: Path, fmt: str, lowering: str | None, calib_size: int) -> dict:
+    """float32 and int8 of `fmt`, with `lowering` as that format's int8 choice; the manifest.
+    `source`: ExportConfig fields naming the model (run=..., or model=... with its input scale)."""
     from export import lowering as L
     from export.api import export
     from export.config import ExportConfig
@@ -48,7 +52,7 @@ def _export(run: str, out: Path, fmt: str, lowering: str | None, calib_size: int
     if lowering:
         L.FORMAT_DEFAULTS[key] = lowering
     try:
-        export(ExportConfig(format=fmt, quant=["float32", "int8"], run=run, out=str(out), calib_size=calib_size))
+        export(ExportConfig(format=fmt, quant=["float32", "int8"], out=str(out), calib_size=calib_size, **source))
     finally:
         if saved is None:
             L.FORMAT_DEFAULTS.pop(key, None)
@@ -59,8 +63,13 @@ def _export(run: str, out: Path, fmt: str, lowering: str | None, calib_size: int
 
 def main(argv=None) -> int:
     ap = Parser(prog="python -m experiments.int8_lowering_runtimes", description=__doc__.splitlines()[0])
-    ap.add_argument("--tanhexp-run", required=True)
-    ap.add_argument("--relu-run", required=True)
+    ap.add_argument("--tanhexp-run", help="run folder of the TanhExp net")
+    ap.add_argument("--relu-run", help="run folder of the ReLU net")
+    ap.add_argument("--tanhexp-model", help="or a model file people bring (then --split test: a brought "
+                                            "model's data has no validation split)")
+    ap.add_argument("--relu-model", help="its ReLU (or ReLU6) twin")
+    ap.add_argument("--input-scale", type=float, help="with --*-model: model input = pixel * S + OFFSET")
+    ap.add_argument("--input-offset", type=float)
     ap.add_argument("--onnx", default=",".join(ONNX_CANDIDATES), help="ONNX int8 lowerings to compare")
     ap.add_argument("--tflite", default=",".join(TFLITE_CANDIDATES), help="TFLite int8 lowerings to compare")
     ap.add_argument("--split", choices=("val", "test"), default="val",
@@ -79,6 +88,18 @@ def main(argv=None) -> int:
     from runtime.backends import get_backend
     register()
     _register_floor()
+    from export.run import fit_images, open_model_file
+    from runtime.backends import normalization_from
+    norm = normalization_from(a.input_scale, a.input_offset)
+    sources = {}
+    for act in ("tanhexp", "relu"):
+        run, model_file = getattr(a, f"{act}_run"), getattr(a, f"{act}_model")
+        if bool(run) == bool(model_file):
+            ap.error(f"give one of --{act}-run and --{act}-model")
+        sources[act] = ({"run": run} if run else
+                        {"model": model_file, "input_scale": a.input_scale, "input_offset": a.input_offset})
+    if (a.tanhexp_model or a.relu_model) and a.split != "test":
+        ap.error("a brought model's data has no validation split: use --split test")
     from runtime.profile import time_interleaved
     from runtime.provenance import provenance
 
@@ -86,11 +107,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         refs = {}
-        for act, run in (("tanhexp", a.tanhexp_run), ("relu", a.relu_run)):
-            r = open_run(run)
+        for act, src in sources.items():
+            r = open_run(src["run"]) if "run" in src else open_model_file(src["model"], None)
             splits = load_splits(r)
-            xv = to_float(splits.x_val if a.split == "val" else splits.x_test)
             model = load_model(r.model_path)
+            fit_images(splits, model)  # a brought model may take another image size
+            xv = to_float(splits.x_val if a.split == "val" else splits.x_test, norm)
             p = np.concatenate([model(xv[i:i + 500], training=False).numpy() for i in range(0, len(xv), 500)])
             refs[act] = (p, splits)
         plan = [("relu", "onnx", None), ("relu", "tflite", None)]
@@ -99,7 +121,7 @@ def main(argv=None) -> int:
         seen_float = set()
         for act, fmt, low in plan:
             out = tmp / f"{act}-{fmt}-{low}"
-            m = _export(a.tanhexp_run if act == "tanhexp" else a.relu_run, out, fmt, low, a.calib_size)
+            m = _export(sources[act], out, fmt, low, a.calib_size)
             for art in m["artifacts"]:
                 mode = art["mode"]
                 if mode == "float32" and (act, fmt) in seen_float:
@@ -107,21 +129,28 @@ def main(argv=None) -> int:
                 seen_float.add((act, fmt)) if mode == "float32" else None
                 row = {"act": act, "format": fmt, "mode": mode, "lowering": art.get("lowering"),
                        "optimized_float_ops": art.get("optimized_graph", {}).get("float_ops"),
-                       "optimized_ops": art.get("optimized_graph", {}).get("ops")}
+                       "optimized_ops": art.get("optimized_graph", {}).get("ops"),
+                       "ops": art.get("op_counts")}
+                if fmt == "tflite":  # the ops LiteRT's XNNPACK delegate leaves to its reference kernels
+                    from collections import Counter
+
+                    from experiments.lowering_bench import delegation, interpreter
+                    it = interpreter((out / art["file"]).read_bytes())
+                    row["not_in_xnnpack"] = dict(Counter(op for op, ok in delegation(it) if not ok))
                 files.append((row, out / art["file"]))
         calls = []
         for row, path in files:
             ref, splits = refs[row["act"]]
             b = get_backend(row["format"]).load(path, threads=1)
             x, y = (splits.x_val, splits.y_val) if a.split == "val" else (splits.x_test, splits.y_test)
-            p = b.run(to_float(x), 500)
+            p = b.run(to_float(x, norm), 500)
             row.update(split=a.split, accuracy=float(np.mean(p.argmax(1) == y)),
                        keras_accuracy=float(np.mean(ref.argmax(1) == y)),
                        agreement=float(np.mean(p.argmax(1) == ref.argmax(1))),
                        max_abs_dp=float(np.abs(p - ref).max()))
             row["drop_pt"] = 100 * (row["keras_accuracy"] - row["accuracy"])
             b.set_batch(1)
-            one = b.prepare(to_float(x[:1]))
+            one = b.prepare(to_float(x[:1], norm))
             calls.append(lambda b=b, one=one: b.infer(one))
             print(f"  {row['act']} {row['format']} {row['mode']} {row['lowering']}: agreement "
                   f"{row['agreement']:.4f}", flush=True)
@@ -134,17 +163,19 @@ def main(argv=None) -> int:
         r["x_relu_same_mode"] = r["p50_us"] / base[(r["format"], r["mode"])]
         if r["act"] == "tanhexp":
             r["x_own_float32"] = r["p50_us"] / own_float[r["format"]]
-    print(f"| act | format | mode | lowering | {a.split} drop (pt) | {a.split} agreement | p50 µs | × ReLU | × own float32 | float ops (ORT optimized) |")
+    print(f"| act | format | mode | lowering | {a.split} drop (pt) | {a.split} agreement | p50 µs | × ReLU | × own float32 | ORT: float ops after optimizing; LiteRT: ops outside XNNPACK |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         fl = r["optimized_float_ops"]
+        if fl is None:
+            fl = r.get("not_in_xnnpack")
         fl = "–" if fl is None else (", ".join(f"{k}×{v}" for k, v in fl.items()) or "none")
         print(f"| {r['act']} | {r['format']} | {r['mode']} | {r['lowering'] or '–'} | {r['drop_pt']:+.2f} | "
               f"{100 * r['agreement']:.2f} % | {r['p50_us']:.1f} | {r['x_relu_same_mode']:.2f} | "
               f"{r.get('x_own_float32', float('nan')):.2f} | {fl} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"provenance": provenance(), "command": "python -m experiments.int8_lowering_runtimes",
-                                            "tanhexp_run": a.tanhexp_run, "relu_run": a.relu_run,
+                                            "sources": sources,
                                             "split": a.split, "calib_size": a.calib_size, "runs": a.runs, "rounds": a.rounds,
                                             "rows": rows}, indent=1))
     return 0
