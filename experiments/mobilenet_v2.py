@@ -8,10 +8,11 @@ trained briefly on the shipped CIFAR-10 upscaled to 96x96, saved as a model peop
 
 Why: a depthwise-separable net carries far more activations per multiply-accumulate than the
 seed CNN, so this is where the TanhExp lowering's cost shows. The network is Keras's own
-(tf_keras.applications.MobileNetV2); TanhExp replaces each ReLU6 layer in its config, nothing
-else changes. Images are upscaled with export's own resize (Pillow bilinear), so training sees
-what `export --model` feeds at parity; inputs are pixel * 2/255 - 1, MobileNetV2's range, which
-export and the runtime take as --input-scale/--input-offset. The recipe is plain: Adam 1e-3,
+(tf_keras.applications.MobileNetV2); TanhExp replaces each ReLU6 layer in its config, and both
+twins keep batch-norm statistics with momentum 0.99 instead of 0.999 (see build). Images are
+upscaled with export's own resize (Pillow bilinear), so training sees what `export --model`
+feeds at parity; inputs are pixel * 2/255 - 1, MobileNetV2's range, which export and the
+runtime take as --input-scale/--input-offset. The recipe is plain: Adam 1e-3,
 batch 100, no augmentation; 5,000 training images held out (seed 0), the test split untouched.
 """
 from __future__ import annotations
