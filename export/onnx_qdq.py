@@ -7,9 +7,10 @@ Elu, so a formula built from those runs in float between the integer convolution
 
 * "quantize": every op quantized (Elu/Tanh become DQ -> float op -> Q islands);
 * "float-island": the formula's ops excluded from quantization, one float island per TanhExp;
-* "table": a sum of sigmoids (lowering `sgate*`). The scalar Mul/Add around each Sigmoid are
-  left out of quantization and then folded into the neighbouring DequantizeLinear, whose scale
-  and zero point they only change (`fold_affine`); every op left has an integer kernel.
+* "table": a gate of sigmoids and leaky ReLUs (lowering `lrsgate`). The scalar Mul/Add/Sub
+  around each Sigmoid/LeakyRelu are left out of quantization and then folded into the
+  neighbouring DequantizeLinear, whose scale and zero point they only change (`fold_affine`);
+  every op left has an integer kernel.
 
 `optimized_ops` reads back what ONNX Runtime made of a file, so the manifest can say which
 ops run in float on the device's runtime.
@@ -25,29 +26,23 @@ from typing import Callable
 import numpy as np
 
 
-def _scalar(g, name: str):
-    """The value of a one-element float initializer (or Constant node output), else None."""
+def _scalars(g) -> dict[str, float]:
+    """Every one-element float initializer or Constant output of the graph, by name: read once,
+    as the walks below ask about each node's inputs."""
     from onnx import numpy_helper
-    for init in g.initializer:
-        if init.name == name:
-            v = numpy_helper.to_array(init)
-            return float(v.reshape(-1)[0]) if v.size == 1 and v.dtype.kind == "f" else None
-    for n in g.node:
-        if n.op_type == "Constant" and n.output[0] == name:
-            for a in n.attribute:
-                if a.name == "value":
-                    v = numpy_helper.to_array(a.t)
-                    return float(v.reshape(-1)[0]) if v.size == 1 and v.dtype.kind == "f" else None
-    return None
+    arrays = [(i.name, numpy_helper.to_array(i)) for i in g.initializer]
+    arrays += [(n.output[0], numpy_helper.to_array(a.t)) for n in g.node if n.op_type == "Constant"
+               for a in n.attribute if a.name == "value"]
+    return {name: float(v.reshape(-1)[0]) for name, v in arrays if v.size == 1 and v.dtype.kind == "f"}
 
 
-def _affine(g, node):
+def _affine(node, scalars: dict):
     """(input name, alpha, beta) when `node` computes alpha*input + beta with a scalar constant
-    (Mul, Add, Sub; Div by a constant), else None."""
+    (Mul, Add, Sub; Div by a constant; `scalars` from `_scalars`), else None."""
     if node.op_type not in ("Mul", "Add", "Sub", "Div") or len(node.input) != 2:
         return None
     for i in (0, 1):
-        k = _scalar(g, node.input[i])
+        k = scalars.get(node.input[i])
         if k is None:
             continue
         x = node.input[1 - i]
@@ -91,15 +86,15 @@ def table_affines(model) -> list[str]:
     quantize_static to leave unquantized and `fold_affine` to fold."""
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
-    users = _users(g)
+    users, scalars = _users(g), _scalars(g)
     names: list[str] = []
     for s in (n for n in g.node if n.op_type in TABLE_OPS):
         src = producer.get(s.input[0])
-        while src is not None and _affine(g, src) and len(users.get(src.output[0], [])) == 1:
+        while src is not None and (aff := _affine(src, scalars)) and len(users.get(src.output[0], [])) == 1:
             names.append(src.name)
-            src = producer.get(_affine(g, src)[0])
+            src = producer.get(aff[0])
         out = users.get(s.output[0], [])
-        while len(out) == 1 and _affine(g, out[0]) and _affine(g, out[0])[0] in s.output:
+        while len(out) == 1 and (aff := _affine(out[0], scalars)) and aff[0] in s.output:
             names.append(out[0].name)
             s, out = out[0], users.get(out[0].output[0], [])
     return list(dict.fromkeys(names))
@@ -109,22 +104,22 @@ def _chains(g, users):
     """(Q, affine nodes in graph order, the DQ that feeds them, alpha, beta) for each
     QuantizeLinear whose input is alpha*x + beta of a DequantizeLinear's output x."""
     producer = {o: n for n in g.node for o in n.output}
+    scalars = _scalars(g)
     found = []
     for q in [n for n in g.node if n.op_type == "QuantizeLinear"]:
         cur, chain = producer.get(q.input[0]), []
-        while cur is not None and cur.op_type != "DequantizeLinear" and _affine(g, cur):
-            chain.insert(0, cur)
-            cur = producer.get(_affine(g, cur)[0])
+        while cur is not None and cur.op_type != "DequantizeLinear" and (aff := _affine(cur, scalars)):
+            chain.insert(0, (cur, aff))
+            cur = producer.get(aff[0])
         if not chain or cur is None or cur.op_type != "DequantizeLinear" or len(cur.input) < 3:
             continue
-        if any(len(users.get(n.output[0], [])) != 1 for n in chain):
+        if any(len(users.get(n.output[0], [])) != 1 for n, _ in chain):
             continue
         alpha, beta = 1.0, 0.0
-        for n in chain:  # u = a_k(...(a_1 x + b_1)...) + b_k
-            _, a, b = _affine(g, n)
+        for _, (_, a, b) in chain:  # u = a_k(...(a_1 x + b_1)...) + b_k
             alpha, beta = a * alpha, a * beta + b
         if alpha > 0:
-            found.append((q, chain, cur, alpha, beta))
+            found.append((q, [n for n, _ in chain], cur, alpha, beta))
     return found
 
 
