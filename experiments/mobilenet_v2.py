@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
     import tf_keras as keras
 
-    from export.run import resize_images
+    from runtime.imagefolder import resize_images
     from runtime.provenance import provenance
     from train.data import DataError, load
     try:

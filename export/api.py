@@ -17,7 +17,7 @@ from export import manifest as bundle
 from export import opcheck
 from export.config import ExportConfig
 from export.errors import BadInput, ExportError, ExportFailed, one_line
-from export.run import Job, fit_images, load_model, load_splits, open_model_file, open_run
+from export.run import Job, fit_images, input_size, load_model, load_splits, open_model_file, open_run
 from runtime.fileio import atomic_path, sha256_file
 
 
@@ -75,7 +75,7 @@ def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log, 
             io = reader.describe(tmp)
             t1 = time.perf_counter()
             batch = 1 if (fmt, mode) in BATCH_DEPENDENT else job.cfg.parity_batch
-            probs, used = reader.predict(tmp, splits.x_test, batch, job.normalization)
+            probs, used = reader.predict(tmp, splits.x_test, batch, job.normalization, job.outputs)
             parity = {**compare(probs, ref, splits.y_test), "batch": used}
             parity_s = time.perf_counter() - t1
             if before_commit is not None:
@@ -115,30 +115,44 @@ def export(cfg: ExportConfig, log=_log) -> dict:
 
 def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> dict:
     from export.parity import keras_probs
-    splits = load_splits(run)  # before TensorFlow: a data problem is reported in a second
-    log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.model_path if run.brought else run.dir} -> {out}")
-    model = load_model(run.model_path)
+    from runtime.backends import output_kind, softmax
+    if run.brought:  # the model first: its input size is what an image folder of mixed sizes becomes
+        log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.model_path} -> {out}")
+        model = load_model(run.model_path)
+        splits = load_splits(run, input_size(model))
+    else:
+        splits = load_splits(run)  # before TensorFlow: a data problem is reported in a second
+        log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.dir} -> {out}")
+        model = load_model(run.model_path)
     resized = fit_images(splits, model)
     if resized:
-        log(f"images resized from {resized['from'][0]}x{resized['from'][1]} to the model's "
-            f"{resized['to'][0]}x{resized['to'][1]}: {resized['method']}")
+        was = "images of mixed sizes" if resized["from"] == "mixed" else f"images of {resized['from'][0]}x{resized['from'][1]}"
+        log(f"{was} resized to the model's {resized['to'][0]}x{resized['to'][1]}: {resized['method']}")
     normalization = cfg.normalization()
     if cfg.tflite_float_layers:  # a misspelt layer fails now, not after the float modes' minutes
         from export.tflite_select import check_layers
         check_layers(model, cfg.tflite_float_layers)
     ref = keras_probs(model, splits.x_test, normalization=normalization)
+    # A logits head is compared as probabilities: the same softmax on the Keras outputs here and
+    # on every exported file's outputs in its backend (export and device alike).
+    outputs = output_kind(ref)
+    if outputs == "logits":
+        ref = softmax(ref)
+        log("the model outputs logits: parity and the device compare softmax(logits)")
     keras_acc = float((ref.argmax(1) == splits.y_test).mean())
     log(f"keras float model: test accuracy {keras_acc:.4f} on {len(splits.y_test)} images")
     manifest = manifest or bundle.new(splits.classes, splits.x_test.shape[1:], normalization)
+    manifest["outputs"] = outputs
     if manifest["input"].get("normalization") != bundle.normalization_entry(normalization):
         raise BadInput(f"{out} holds an export with another input normalization "
                        f"({manifest['input'].get('normalization')}); choose another --out or remove it")
     if resized:  # said only when done; a run folder's manifest stays as it was
         manifest["input"]["resized"] = resized
-    manifest["source_run"] = bundle.source_run(run, keras_acc, _display(run.model_path if run.brought else run.dir))
+    manifest["source_run"] = bundle.source_run(run, keras_acc, _display(run.model_path if run.brought else run.dir),
+                                               splits.source)
     shared = False
     with tempfile.TemporaryDirectory(prefix="edgecnn-export-") as work:
-        job = Job(cfg, run, model, splits, Path(work), normalization=normalization)
+        job = Job(cfg, run, model, splits, Path(work), normalization=normalization, outputs=outputs)
 
         def unlist(name: str) -> None:
             # Re-exporting replaces a listed file: unlist it first, so that at no instant (kill -9

@@ -44,11 +44,13 @@ def read_existing(out: Path, run: Run) -> dict | None:
     return m
 
 
-def source_run(run: Run, keras_acc: float, display_dir: str) -> dict:
-    c, metrics = run.config, run.metrics or {}
+def source_run(run: Run, keras_acc: float, display_dir: str, data: dict | None = None) -> dict:
+    """data: what was read (train.data.Splits.source): its sha256 and how its test split was chosen."""
+    c, metrics, data = run.config, run.metrics or {}, data or {}
     ds = c.get("data_source") or {}
     if run.brought:  # a model file people bring: no training record, the data as given
         return {"model_file": display_dir, "model_sha256": run.model_sha256, "data": c.get("data") or "shipped",
+                "data_sha256": data.get("sha256"), "test_split": data.get("split"),
                 "keras_test_accuracy": round(keras_acc, 6), "git_commit": git_commit()}
     return {"dir": display_dir, "arch": c.get("arch"), "act": c.get("act"), "seed": c.get("seed"),
             "data": c.get("data") or ds.get("path"), "data_sha256": ds.get("sha256"),

@@ -273,7 +273,8 @@ def describe(path: Path) -> dict:
         backend.close()
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION) -> tuple[np.ndarray, int]:
+def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION,
+            outputs: str = "probabilities") -> tuple[np.ndarray, int]:
     """(probabilities, images per call) for uint8 NHWC images, transposed to the graph's NCHW
     by the backend, which reads the layout from the model's input shape."""
-    return parity.predict(open_model(path, normalization), images, batch)
+    return parity.predict(open_model(path, normalization), images, batch, outputs)

@@ -38,10 +38,12 @@ def parity_check(entry: dict, keras_acc: float | None, max_dp: float = MAX_DP,
     return f"{'pass' if ok else 'FAIL'} (drop {'<=' if ok else '>'} {max_drop_pt:g} pt)"
 
 
-def predict(backend, images: np.ndarray, batch: int) -> tuple[np.ndarray, int]:
+def predict(backend, images: np.ndarray, batch: int, outputs: str = "probabilities") -> tuple[np.ndarray, int]:
     """(probabilities, images per call) of a loaded runtime.backends model for uint8 NHWC
-    images; the backend is closed afterwards."""
+    images; the backend is closed afterwards. outputs "logits": softmax applied by the backend,
+    as on the device."""
     try:
+        backend.outputs = outputs
         return backend.run(images, batch), backend.batch
     finally:
         backend.close()

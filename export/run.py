@@ -18,6 +18,7 @@ from export.errors import BadInput, one_line
 from export.loader import check_file
 from runtime.backends import NORMALIZATION, normalize
 from runtime.fileio import sha256_file
+from runtime.imagefolder import RESIZE, resize_images
 
 # The pixels the models were trained on: float = uint8 * SCALE + OFFSET (train/loop.py: / 255).
 # Defined in runtime.backends, so that Keras, the calibration and every backend agree.
@@ -96,12 +97,13 @@ def load_model(path: Path):
     return load(path)
 
 
-def load_splits(run: Run):
-    """The run's own data, split exactly as training split it (same spec, val_size, seed, limit)."""
+def load_splits(run: Run, size: tuple[int, int] | None = None):
+    """The run's own data, split exactly as training split it (same spec, val_size, seed, limit).
+    size: the model's input (H, W), for an image folder whose images differ in size."""
     from train.data import DataError, load
     c = run.config
     try:
-        s = load(c.get("data"), int(c["val_size"]), int(c["seed"]))
+        s = load(c.get("data"), int(c["val_size"]), int(c["seed"]), size=size)
     except DataError as e:
         raise BadInput(f"data of {run.dir}: {one_line(e)}") from None
     if c.get("limit_train"):
@@ -109,12 +111,10 @@ def load_splits(run: Run):
     return s
 
 
-RESIZE = "bilinear (Pillow), uint8 in and out"
-
-
 def fit_images(splits, model) -> dict | None:
     """Resize the splits' images to the model's input size, if it differs; what was done, for the
-    manifest (None: nothing). A model with dynamic dims takes the images as they are."""
+    manifest (None: nothing). A model with dynamic dims takes the images as they are. An image
+    folder of mixed sizes was already resized to the model's size as it was read (load_splits)."""
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3:
         raise BadInput(f"model input {list(model.input_shape)} is not an image batch (N, H, W, C); "
@@ -122,6 +122,8 @@ def fit_images(splits, model) -> dict | None:
     have, (h, w, c) = splits.x_test.shape[1:], shape
     if c is not None and c != have[2]:
         raise BadInput(f"model takes {c} channels; the data has {have[2]}")
+    if splits.source.get("resized"):
+        return splits.source["resized"]
     if None in (h, w) or (h, w) == have[:2]:
         return None
     splits.x_train, splits.x_val, splits.x_test = (resize_images(x, h, w)
@@ -129,13 +131,10 @@ def fit_images(splits, model) -> dict | None:
     return {"from": list(have[:2]), "to": [h, w], "method": RESIZE}
 
 
-def resize_images(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    """uint8 NHWC images to h x w, as RESIZE says (also what a model trained on resized images
-    should have seen: experiments/mobilenet_v2.py uses this)."""
-    from PIL import Image
-    if not len(x):
-        return np.zeros((0, h, w, x.shape[3]), np.uint8)
-    return np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) for im in x])
+def input_size(model) -> tuple[int, int] | None:
+    """(H, W) of a Keras image model's input, None where dynamic: what mixed-size images become."""
+    shape = tuple(model.input_shape[1:])
+    return tuple(shape[:2]) if len(shape) == 3 and None not in shape[:2] else None
 
 
 def calibration_sample(x_train: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -172,6 +171,7 @@ class Job:
     workdir: Path            # scratch outside the bundle for intermediates (removed afterwards)
     cache: dict = field(default_factory=dict)
     normalization: tuple = NORMALIZATION  # uint8 pixel -> model input: (scale, offset), numbers or per channel
+    outputs: str = "probabilities"  # what the model's output holds (runtime.backends.OUTPUTS)
 
     def memo(self, key, make):
         if key not in self.cache:

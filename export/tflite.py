@@ -181,7 +181,8 @@ def describe(path: Path) -> dict:
         backend.close()
 
 
-def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION) -> tuple[np.ndarray, int]:
+def predict(path: Path, images: np.ndarray, batch: int = 500, normalization=NORMALIZATION,
+            outputs: str = "probabilities") -> tuple[np.ndarray, int]:
     """(probabilities, images per call) for uint8 NHWC images; int8 I/O is (de)quantized with
     the scale and zero point read from the model itself (runtime.backends)."""
-    return parity.predict(open_model(path, normalization), images, batch)
+    return parity.predict(open_model(path, normalization), images, batch, outputs)

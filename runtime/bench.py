@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from runtime.backends import INT8_KERNELS, normalization_from
+from runtime.backends import INT8_KERNELS, OUTPUTS, normalization_from
 from runtime.bundle import FORMATS, KNOWN_MODES
 from runtime.errors import BenchError, one_line
 from runtime.fileio import atomic_path, check_writable, write_json
@@ -87,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--bundle", metavar="DIR", help="a device bundle: every artifact in its manifest")
     src.add_argument("--model", metavar="FILE", action="append", dest="models",
                      help="a bare .tflite/.onnx file (repeatable); no hashes to check")
-    what.add_argument("--data", metavar="NPZ", help="with --model: test images x (uint8 NHWC) "
-                      "and labels y; without it, synthetic images (latency only)")
+    what.add_argument("--data", metavar="NPZ|FOLDER", help="with --model: an .npz of test images x "
+                      "(uint8 NHWC) and labels y, or an image folder (or .tar/.tar.gz) with class "
+                      "subfolders: its test/ split, or for a single folder the seeded split export "
+                      "holds out; images are resized to the model's input (bilinear). Without it, "
+                      "synthetic images (latency only)")
     what.add_argument("--reference", metavar="NPZ", help="with --model: reference probs for agreement")
     bare = p.add_argument_group("a model file's input (with --model; a bundle's manifest says these)")
     bare.add_argument("--input-shape", type=_dims, metavar="N,D,D,D",
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     bare.add_argument("--mean", type=floats, metavar="M[,M]",
                       help="instead: (pixel / 255 - mean) / std per channel, e.g. 0.485,0.456,0.406")
     bare.add_argument("--std", type=floats, metavar="S[,S]", help="with --mean, e.g. 0.229,0.224,0.225")
+    bare.add_argument("--outputs", choices=OUTPUTS, help="what the model outputs: probabilities "
+                      "(default) or logits, which get a softmax so that |dp| and agreement compare "
+                      "probabilities (accuracy is the argmax either way)")
     what.add_argument("--formats", type=_names(sorted(set(FORMATS.values()))), nargs="+",
                       action=_ExtendNames, metavar="F", help="only these formats (tflite, onnx), "
                       "space- or comma-separated")
@@ -152,7 +158,7 @@ def main(argv=None) -> int:
                       formats=a.formats, modes=a.modes, limit=a.limit, threads=a.threads,
                       warmup=a.warmup, runs=a.runs, min_seconds=a.min_seconds, batch=a.batch,
                       isolate=not a.in_process, timeout=a.timeout, label=a.label,
-                      int8_kernels=a.int8_kernels)
+                      int8_kernels=a.int8_kernels, outputs=a.outputs)
     try:
         for option, path in (("--json", a.json), ("--save-probs", a.save_probs)):
             if path:  # now, not after minutes of measuring

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends import NORMALIZATION
+from runtime.backends import NORMALIZATION, OUTPUTS
 from runtime.errors import BenchError, one_line
 from runtime.fileio import sha256_file
+from runtime.imagefolder import is_imagefolder
 
 SCHEMA = "edge-bundle/1"
 FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -59,6 +60,8 @@ class Inputs:
     source_run: dict = field(default_factory=dict)
     classes: list = field(default_factory=list)
     bundle_dir: Path | None = None
+    folder: Path | None = None  # bare models: an image folder (or archive) to take test images from
+    outputs: str = "probabilities"  # what the models output (runtime.backends.OUTPUTS)
 
 
 def safe_name(name) -> str | None:
@@ -136,9 +139,12 @@ def load_bundle(directory: str | os.PathLike) -> Inputs:
     ref_entry = manifest.get("reference")
     ref_path = _checked_file(bundle, ref_entry, "reference") if ref_entry else None
 
+    outputs = manifest.get("outputs", "probabilities")
+    if outputs not in OUTPUTS:
+        raise BenchError(f"{mpath}: outputs {outputs!r} is not one of {', '.join(OUTPUTS)}")
     artifacts = [_artifact(bundle, i, e, source) for i, e in enumerate(entries)]
     return Inputs(artifacts, test_path, ref_path, (ref_entry or {}).get("key", "probs"),
-                  normalization, source, manifest.get("classes") or [], bundle)
+                  normalization, source, manifest.get("classes") or [], bundle, outputs=outputs)
 
 
 def _artifact(bundle: Path, i: int, e, source: dict) -> Artifact:
@@ -183,12 +189,17 @@ def bare_artifacts(paths, data: str | None = None, reference: str | None = None)
             art.mode = labels.get("mode") or art.mode
         arts.append(art)
     test = Path(data) if data else None
-    if test is not None and not test.is_file():
-        raise BenchError(f"data file not found: {test}")
+    if test is not None and not test.exists():
+        raise BenchError(f"data not found: {test}")
+    folder = test if test is not None and not test.name.lower().endswith(".npz") and is_imagefolder(test) else None
+    if folder is not None:  # decoded once by the bench (runtime.measure.folder_data)
+        test = None
+    elif test is not None and not test.is_file():
+        raise BenchError(f"data is not a file: {test} (want an .npz, or an image folder with class subfolders)")
     ref = Path(reference) if reference else None
     if ref is not None and not ref.is_file():
         raise BenchError(f"reference file not found: {ref}")
-    return Inputs(arts, test, ref)
+    return Inputs(arts, test, ref, folder=folder)
 
 
 def sibling_labels(path: Path, cache: dict | None = None) -> dict:

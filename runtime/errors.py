@@ -32,3 +32,7 @@ class MissingRuntime(ModelError):
     def __init__(self, fmt: str, package: str):
         super().__init__(f"no runtime for {fmt} models on this device: pip install {package}")
         self.fmt, self.package = fmt, package
+
+
+class DataError(BenchError):
+    """Bad or missing images or labels (runtime/imagefolder.py, train.data): one line."""

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime import sysmem
-from runtime.backends import INT8_KERNELS, get_backend
+from runtime.backends import INT8_KERNELS, OUTPUTS, get_backend, guess_layout
 from runtime.bundle import Artifact, Inputs, bare_artifacts, load_bundle, load_reference, load_test, verify
 from runtime.errors import BenchError, ModelError, one_line
+from runtime.imagefolder import RESIZE, resize_images
 from runtime.provenance import provenance
 from runtime.schema import BENCH_SCHEMA, new_row
 
@@ -53,6 +54,7 @@ class BenchConfig:
     input_shape: list[int] | None = None  # bare models: the input shape, fixing a model's dynamic dims
     layout: str | None = None          # bare models: NHWC or NCHW, overriding what the model's shape suggests
     normalization: tuple | None = None  # bare models: (scale, offset) from uint8 pixels; None: / 255
+    outputs: str | None = None         # bare models: "logits" applies softmax (OUTPUTS); None: probabilities
 
     def check(self) -> None:
         if bool(self.bundle) == bool(self.models):
@@ -68,9 +70,11 @@ class BenchConfig:
             raise BenchError(f"--input-shape wants 4 positive dims (N,H,W,C or N,C,H,W), got {self.input_shape}")
         if self.layout not in (None, "NHWC", "NCHW"):
             raise BenchError(f"--layout must be NHWC or NCHW, got {self.layout!r}")
-        if self.bundle and (self.input_shape or self.layout or self.normalization):
-            raise BenchError("--input-shape, --layout and the normalization options go with --model; "
-                             "a bundle's manifest says them")
+        if self.bundle and (self.input_shape or self.layout or self.normalization or self.outputs):
+            raise BenchError("--input-shape, --layout, --outputs and the normalization options go with "
+                             "--model; a bundle's manifest says them")
+        if self.outputs not in (None, *OUTPUTS):
+            raise BenchError(f"--outputs must be one of {', '.join(OUTPUTS)}, got {self.outputs!r}")
         if self.int8_kernels not in INT8_KERNELS:
             raise BenchError(f"int8_kernels must be one of {', '.join(INT8_KERNELS)}, got {self.int8_kernels!r}")
 
@@ -92,6 +96,8 @@ class Job:
     reference_key: str
     normalization: tuple[float, float]
     label: str
+    outputs: str = "probabilities"     # OUTPUTS: "logits" get a softmax in the backend
+    fit_images: bool = False           # images from a folder: resized to a model of another size
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -105,7 +111,7 @@ class Job:
         for k in ("input_quant", "output_quant"):
             a[k] = tuple(a[k]) if a[k] else None
         return cls(Artifact(**a), BenchConfig(**d["config"]), d["test_path"], d["reference_path"],
-                   d["reference_key"], tuple(d["normalization"]), d["label"])
+                   d["reference_key"], tuple(d["normalization"]), d["label"], d["outputs"], d["fit_images"])
 
 
 def load_data(job: Job) -> Data:
@@ -202,16 +208,22 @@ def measure_artifact(job: Job, data: Data | None = None, isolated: bool = False)
         row["load_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
         if cfg.layout:
             backend.layout = cfg.layout
+        backend.outputs = job.outputs
         row["int8_arith"] = backend.int8_arith
         row.update(input_dtype=np.dtype(backend.input.dtype).name, input_layout=backend.layout,
                    input_shape=[d if d is not None else -1 for d in backend.input.shape])
         x = data.x if data.x is not None else synthetic(fixed_shape(backend, cfg.input_shape), cfg)
+        if job.fit_images:
+            x = fit_to_model(x, backend, cfg.input_shape)
         backend.check_images(x.shape[1:])
 
         probs = backend.run(x, art.parity_batch or cfg.batch)
         if probs.shape != (len(x), probs.shape[1]) or not np.all(np.isfinite(probs)):
             raise ModelError(f"model output {probs.shape} is not finite probabilities per image")
         row["count"] = len(x)
+        if data.y is not None and len(data.y) and int(data.y.max()) >= probs.shape[1]:
+            raise ModelError(f"the labels go up to class {int(data.y.max())}, but the model outputs "
+                             f"{probs.shape[1]} classes")
         if data.y is not None:
             row["accuracy"] = float(np.mean(probs.argmax(1) == data.y))
         if data.ref is not None:
@@ -266,6 +278,41 @@ def fixed_shape(backend, input_shape) -> tuple:
     return want
 
 
+def fit_to_model(x: np.ndarray, backend, input_shape=None) -> np.ndarray:
+    """Folder images resized to the model's (H, W), where it fixes them (RESIZE)."""
+    h, w, _ = fixed_shape(backend, input_shape)
+    return x if None in (h, w) else resize_images(x, h, w)
+
+
+def folder_data(folder: Path, arts: list[Artifact], cfg: BenchConfig, workdir: Path) -> tuple[Path, dict]:
+    """An image folder's test split (runtime.imagefolder: its test/ folder, or the seeded split of
+    a single folder, the same images export held out) as a test .npz in `workdir`, read once for
+    every model; what was read, for the result document."""
+    from runtime.imagefolder import read
+
+    def size():  # only asked for if the images differ in size
+        if cfg.input_shape:
+            shape = tuple(cfg.input_shape)
+            return shape[1:3] if (cfg.layout or guess_layout(shape)) == "NHWC" else shape[2:4]
+        for a in arts:
+            try:
+                b = get_backend(a.format).load(a.path, 1)
+                h, w, _ = b.image_shape
+                b.close()
+            except Exception:  # noqa: BLE001  (its own row will say what is wrong with it)
+                continue
+            if None not in (h, w):
+                return h, w
+        raise BenchError(f"{folder}: images of different sizes and no model of fixed size; pass --input-shape")
+
+    (_, _, x, y), info = read(str(folder), size)
+    path = workdir / "folder-test.npz"
+    with open(path, "wb") as f:
+        np.savez(f, x=x, y=y)
+    return path, {"folder": str(folder), "classes": info["classes"], "split": info["split"],
+                  "resized": info["resized"], "resize": RESIZE}
+
+
 def synthetic(hwc: tuple, cfg: BenchConfig) -> np.ndarray:
     if any(d is None for d in hwc):
         raise ModelError(f"model input {hwc} (HWC) has dynamic image dims; pass --input-shape or --data")
@@ -298,31 +345,42 @@ def run_bench(cfg: BenchConfig, progress=None) -> BenchResult:
         inputs.normalization = tuple(cfg.normalization)
     arts = select(inputs, cfg)
     label = cfg.label or platform.node() or "device"
-    jobs = [Job(a, cfg, str(inputs.test_path) if inputs.test_path else None,
-                str(inputs.reference_path) if inputs.reference_path else None,
-                inputs.reference_key, inputs.normalization, label) for a in arts]
-    data = load_data(jobs[0])  # run-level checks of the data happen here, before any model
+    with isolate.workdir() as tmp:
+        folder = None
+        if inputs.folder is not None:
+            inputs.test_path, folder = folder_data(inputs.folder, arts, cfg, Path(tmp))
+            inputs.classes = folder["classes"]
+        jobs = [Job(a, cfg, str(inputs.test_path) if inputs.test_path else None,
+                    str(inputs.reference_path) if inputs.reference_path else None,
+                    inputs.reference_key, inputs.normalization, label,
+                    cfg.outputs or inputs.outputs, folder is not None) for a in arts]
+        data = load_data(jobs[0])  # run-level checks of the data happen here, before any model
+        return _measure_all(cfg, inputs, jobs, data, folder, label, tmp, progress)
+
+
+def _measure_all(cfg, inputs, jobs, data, folder, label, tmp, progress) -> BenchResult:
+    """Each job in its own child process (or here), then the result document."""
+    from runtime import isolate  # noqa: PLC0415  (isolate imports this module)
     rows, probs = [], {}
     use_child = cfg.isolate
     wrap = progress or (lambda it, total: it)
-    with isolate.workdir() as tmp:
-        for i, job in enumerate(wrap(jobs, len(jobs))):
-            sha_ok, problem = verify(job.artifact)
-            if problem:
-                row, p = new_row(job.artifact, label, cfg.threads, False), None
-                row["error"] = problem
-            elif use_child:
-                try:
-                    row, p = isolate.measure_in_child(job, tmp, i)
-                except isolate.Unavailable:
-                    use_child = False  # e.g. under qemu-user without binfmt: cannot exec self
-                    row, p = measure_artifact(job, data)
-            else:
+    for i, job in enumerate(wrap(jobs, len(jobs))):
+        sha_ok, problem = verify(job.artifact)
+        if problem:
+            row, p = new_row(job.artifact, label, cfg.threads, False), None
+            row["error"] = problem
+        elif use_child:
+            try:
+                row, p = isolate.measure_in_child(job, tmp, i)
+            except isolate.Unavailable:
+                use_child = False  # e.g. under qemu-user without binfmt: cannot exec self
                 row, p = measure_artifact(job, data)
-            row["sha256_ok"] = sha_ok
-            rows.append(row)
-            if p is not None:
-                probs[row["file"]] = p
+        else:
+            row, p = measure_artifact(job, data)
+        row["sha256_ok"] = sha_ok
+        rows.append(row)
+        if p is not None:
+            probs[row["file"]] = p
     names = list(probs)
     matrix = [[round(compare(probs[a], probs[b])[0], 6) if len(probs[a]) == len(probs[b]) else None
                for b in names] for a in names]
@@ -332,7 +390,8 @@ def run_bench(cfg: BenchConfig, progress=None) -> BenchResult:
         "provenance": provenance(source_run=inputs.source_run,
                                  bundle=str(inputs.bundle_dir) if inputs.bundle_dir else None),
         "settings": {**asdict(cfg), "label": label, "isolated": use_child},
-        "data": {"source": "synthetic" if data.x is None else str(inputs.test_path),
+        "data": {"source": "synthetic" if data.x is None else (folder or {}).get("folder", str(inputs.test_path)),
+                 **({"folder_split": folder["split"], "resized": folder["resized"]} if folder else {}),
                  "count": None if data.x is None else len(data.x),
                  "labels": data.y is not None, "reference": data.ref is not None,
                  "classes": inputs.classes},

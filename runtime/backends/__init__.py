@@ -86,6 +86,9 @@ class Backend(ABC):
         self.input, self.output, self.layout = inp, out, layout
         self.norm_scale, self.norm_offset = normalization
         self.batch = 1
+        # What the model's output holds (OUTPUTS): "logits" are turned into probabilities here,
+        # so accuracy, agreement and |dp| mean the same for either kind of model.
+        self.outputs = "probabilities"
 
     @classmethod
     @abstractmethod
@@ -140,9 +143,8 @@ class Backend(ABC):
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         spec = self.output
-        if spec.quantized:
-            return dequantize(raw, spec.scale, spec.zero_point)
-        return raw.astype(np.float32, copy=False)
+        out = dequantize(raw, spec.scale, spec.zero_point) if spec.quantized else raw.astype(np.float32, copy=False)
+        return softmax(out) if self.outputs == "logits" else out
 
     def run(self, images: np.ndarray, batch: int = 1) -> np.ndarray:
         """Probabilities for NHWC images (uint8, or normalized float: `prepare`), `batch` at a
@@ -174,6 +176,23 @@ def guess_layout(shape: tuple, hint: str | None = None) -> str:
     if second in (1, 3, 4) and last not in (1, 3, 4):
         return "NCHW"
     return hint if hint in ("NHWC", "NCHW") else "NHWC"
+
+
+OUTPUTS = ("probabilities", "logits")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Probabilities from logits (N, classes), in float64 then float32: one implementation for
+    the Keras reference and every backend, so parity compares like with like."""
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def output_kind(out: np.ndarray, tol: float = 1e-3) -> str:
+    """"probabilities" when every row is >= 0 and sums to 1 (a softmax head), else "logits"."""
+    out = np.asarray(out, np.float64)
+    return "probabilities" if out.size and out.min() >= -1e-6 and np.abs(out.sum(1) - 1).max() <= tol else "logits"
 
 
 def normalize(images: np.ndarray, normalization=NORMALIZATION) -> np.ndarray:

@@ -45,6 +45,11 @@ NOTEBOOK = textwrap.dedent('''
     other = keras.Sequential([layers.Conv2D(4, 3, activation=swish2, input_shape=(size, size, 3)),
                               layers.Flatten(), layers.Dense(10, activation="softmax")])
     other.save(f"{out}/swish2.keras")
+    logits = keras.Sequential([layers.Conv2D(8, 3, activation=tanhexp, input_shape=(size, size, 3)),
+                               layers.MaxPooling2D(4), layers.Flatten(), layers.Dense(10)])
+    logits.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logits.fit(x / 255.0, np.arange(200) % 10, batch_size=50, epochs=1, verbose=0)
+    logits.save(f"{out}/logits.keras")
 ''')
 
 
@@ -160,3 +165,64 @@ def test_bad_model_options_are_one_line(args, needle, notebook, tmp_path):
                        capture_output=True, text=True, timeout=120)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def _softmax64(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_logits_model_is_compared_as_probabilities_by_export_and_device(notebook, data_dir, tmp_path):
+    from export.api import export
+    from export.config import ExportConfig
+    from export.loader import load_model
+    m = export(ExportConfig(format="onnx", quant=["float32", "int8"], model=str(notebook / "logits.keras"),
+                            data=str(data_dir), out=str(tmp_path / "b"), calib_size=50), log=lambda s: None)
+    assert m["outputs"] == "logits"
+    arts = {a["mode"]: a for a in m["artifacts"]}
+    assert arts["float32"]["parity"]["max_abs_diff"] <= 2e-5
+    with np.load(tmp_path / "b" / "test.npz") as z, np.load(tmp_path / "b" / "reference.npz") as r:
+        x, ref = z["x"], r["probs"]
+    keras_logits = load_model(notebook / "logits.keras").predict(x / np.float32(255), verbose=0)
+    assert np.abs(keras_logits.sum(1) - 1).max() > 0.1  # really logits, not probabilities
+    np.testing.assert_allclose(ref, _softmax64(keras_logits.astype(np.float64)), atol=1e-6)
+    # the device applies the same softmax: the bench's |dp| against the reference is probabilities'
+    from runtime.bench import main as bench
+    assert bench(["--bundle", str(tmp_path / "b"), "--in-process", "--runs", "3", "--json", str(tmp_path / "r.json"),
+                  "--no-progress"]) == 0
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    assert rows["float32"]["max_abs_diff_ref"] <= 2e-5
+    for mode in ("float32", "int8"):
+        assert rows[mode]["accuracy"] == pytest.approx(arts[mode]["parity"]["test_accuracy"], abs=1e-6)
+
+
+def test_single_folder_of_mixed_sizes_and_own_classes_holds_out_the_same_images_in_bench(tmp_path, export_env):
+    """One folder <class>/*, ten classes of its own names, images of two sizes: the export resizes
+    them to the model's 24x24 as it reads them and records the seeded split; runtime.bench --data
+    on the same folder holds out the same images and scores the exported file the same."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    for k in range(10):
+        (folder / f"kind{k:02d}").mkdir(parents=True)
+        for i in range(12):
+            h, w = ((40, 30), (28, 36))[i % 2]
+            img = np.clip(rng.normal(25 * k, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"kind{k:02d}" / f"{i:03d}.png")
+    nb = _notebook(tmp_path / "nb24", size=24)
+    from export.api import export
+    from export.config import ExportConfig
+    m = export(ExportConfig(format="onnx", quant=["float32"], model=str(nb / "seed.keras"), data=str(folder),
+                            out=str(tmp_path / "b")), log=lambda s: None)
+    assert m["classes"] == [f"kind{k:02d}" for k in range(10)]
+    assert m["input"]["resized"]["from"] == "mixed" and m["input"]["resized"]["to"] == [24, 24]
+    split = m["source_run"]["test_split"]
+    assert split["layout"] == "single" and split["seed"] == 0 and split["test_images"] == 20
+    parity = m["artifacts"][0]["parity"]
+    from runtime.bench import main as bench
+    assert bench(["--model", str(tmp_path / "b" / "float32.onnx"), "--data", str(folder), "--in-process", "--runs", "3",
+                  "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["data"]["classes"] == m["classes"] and doc["data"]["folder_split"] == split
+    assert doc["rows"][0]["count"] == parity["count"] == 20
+    assert doc["rows"][0]["accuracy"] == pytest.approx(parity["test_accuracy"], abs=1e-6)

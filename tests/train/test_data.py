@@ -191,3 +191,68 @@ def test_official_offline_is_one_line(monkeypatch):
         load("official")
     msg = _one_line(e)
     assert "official" in msg and "shipped" in msg
+
+
+def _single_folder(root, names, per_class, sizes=((32, 32),), seed=0):
+    """<class>/NNNN.png for any class names; image i of a class has size sizes[i % len(sizes)]."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for c in names:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = sizes[i % len(sizes)]
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / c / f"{i:04d}.png")
+    return root
+
+
+def test_single_folder_is_split_seeded_and_stratified(tmp_path):
+    names = ["zebra", "apple", "kiwi"]  # not CIFAR's: classes are the folder names, sorted
+    root = _single_folder(tmp_path / "fruit", names, 10)
+    a = load(str(root), val_size=0)
+    assert a.classes == ("apple", "kiwi", "zebra")
+    assert np.bincount(a.y_test).tolist() == [2, 2, 2] and np.bincount(a.y_train).tolist() == [8, 8, 8]
+    split = a.source["split"]
+    assert split["layout"] == "single" and split["seed"] == 0 and split["test_fraction"] == 0.2
+    # every image exactly once, in train or test
+    got = sorted(im.tobytes() for im in np.concatenate([a.x_train, a.x_test]))
+    from PIL import Image
+    want = sorted(np.asarray(Image.open(f)).tobytes() for f in root.rglob("*.png"))
+    assert got == want
+    # the same folder splits the same, even decoded afresh (no cache)
+    b = load(str(root), val_size=0, cache_dir=tmp_path / "fresh")
+    assert b.source["cache_hit"] is False
+    assert sorted(im.tobytes() for im in a.x_test) == sorted(im.tobytes() for im in b.x_test)
+
+
+def test_single_folder_class_of_one_image_is_one_line(tmp_path):
+    root = _single_folder(tmp_path / "d", ["a", "b"], 3)
+    for f in list((root / "b").iterdir())[1:]:
+        f.unlink()
+    with pytest.raises(DataError, match="'b' holds 1 image"):
+        load(str(root), val_size=0)
+
+
+def test_images_in_two_folders_of_class_folders_are_refused(tmp_path):
+    root = _single_folder(tmp_path / "d", ["a", "b"], 3)
+    _single_folder(root / "more", ["c"], 3, seed=1)  # more/c/*.png: a second level
+    with pytest.raises(DataError, match="two different folders"):
+        load(str(root), val_size=0)
+
+
+def test_mixed_sizes_are_resized_to_the_size_asked_for_and_cached_under_it(tmp_path):
+    root = _single_folder(tmp_path / "d", ["a", "b"], 5, sizes=((40, 30), (24, 24)))
+    with pytest.raises(DataError) as e:
+        load(str(root), val_size=0)
+    assert "0000.png is 30x40" in _one_line(e) and "0001.png is 24x24" in _one_line(e)
+    s = load(str(root), val_size=0, size=(16, 20))
+    assert s.x_train.shape[1:] == (16, 20, 3) and s.source["resized"]["from"] == "mixed"
+    assert s.source["resized"]["to"] == [16, 20] and s.source["cache"].endswith("-16x20.npz")
+    assert load(str(root), val_size=0, size=(16, 20)).source["cache_hit"] is True
+    # the resize is Pillow's bilinear of each image (what export and bench both apply)
+    from PIL import Image
+    one = np.asarray(Image.open(root / "a" / "0000.png").resize((20, 16), Image.BILINEAR))
+    assert any(np.array_equal(one, im) for im in np.concatenate([s.x_train, s.x_test]))
+    # one size: kept as decoded, whatever size is asked for (the model resizes it later)
+    same = _single_folder(tmp_path / "e", ["a", "b"], 5)
+    t = load(str(same), val_size=0, size=(16, 20))
+    assert t.x_train.shape[1:] == (32, 32, 3) and t.source["resized"] is None

@@ -1,4 +1,5 @@
-"""CIFAR-10 from wherever it is: the copy shipped in data/, Keras's download, or a path.
+"""CIFAR-10 from wherever it is (the copy shipped in data/, Keras's download, or a path), or
+any image folder with class subfolders (runtime/imagefolder.py).
 
 `load(spec, val_size, seed)` returns uint8 NHWC arrays split into train / val / test. The
 validation split is carved from train (seeded) for model selection; test is only for the
@@ -64,14 +65,15 @@ def resolve(spec: str | None) -> tuple[str, str | None]:
 
 
 def load(spec: str | None = None, val_size: int = 5000, seed: int = 0,
-         cache_dir: str | os.PathLike | None = None) -> Splits:
+         cache_dir: str | os.PathLike | None = None, size: tuple[int, int] | None = None) -> Splits:
+    """size (H, W): what images of mixed sizes in an image folder are resized to (one size: kept)."""
     from train.data import cache
     from train.data.readers import READERS
 
     kind, path = resolve(spec)
     if val_size < 0:
         raise DataError(f"--val-size must be >= 0, got {val_size}")
-    (xtr, ytr, xte, yte), meta = cache.cached(kind, path, READERS[kind], cache_dir)
+    (xtr, ytr, xte, yte), meta = cache.cached(kind, path, READERS[kind], cache_dir, size)
     if val_size >= len(ytr):
         raise DataError(f"--val-size {val_size} leaves no training images (train has {len(ytr)})")
     # A fixed permutation per seed: the same seed always holds out the same images.
@@ -80,5 +82,5 @@ def load(spec: str | None = None, val_size: int = 5000, seed: int = 0,
     # Image folders list the test split class by class; a fixed shuffle (the same for every
     # run and seed) makes any prefix, e.g. a bench's --limit 1000, a fair sample of all classes.
     te = np.random.default_rng(TEST_ORDER_SEED).permutation(len(yte))
-    return Splits(xtr[tr], ytr[tr], xtr[val], ytr[val], xte[te], yte[te], CLASSES,
+    return Splits(xtr[tr], ytr[tr], xtr[val], ytr[val], xte[te], yte[te], tuple(meta.pop("classes")),
                   {**meta, "val_size": val_size, "split_seed": seed})

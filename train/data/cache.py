@@ -8,6 +8,7 @@ leaves a half-written cache, and a corrupt one is ignored and rebuilt.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -18,7 +19,8 @@ import numpy as np
 
 from runtime.fileio import atomic_path, sha256_file
 
-VERSION = 1  # bump when a reader's output changes
+VERSION = 2  # bump when a reader's output changes (2: class names and split info stored)
+KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 def default_dir() -> Path:
@@ -38,28 +40,39 @@ def fingerprint(path: str | None) -> str:
     return h.hexdigest()
 
 
-def cached(kind: str, path: str | None, reader, cache_dir=None):
+def _read(f: Path):
+    with np.load(f, allow_pickle=False) as z:
+        return tuple(z[k] for k in KEYS), json.loads(str(z["info"]))
+
+
+def cached(kind: str, path: str | None, reader, cache_dir=None, size: tuple[int, int] | None = None):
+    """(arrays, meta). A folder of one image size is cached as decoded, whatever `size` says;
+    one of mixed sizes (resized to `size` while decoding) under a name that carries the size."""
     digest = fingerprint(path)
     meta = {"kind": kind, "path": path, "sha256": digest}
-    f = Path(cache_dir or default_dir()) / f"cifar10-{kind}-v{VERSION}-{digest[:20]}.npz"
-    if f.exists():
+    stem = Path(cache_dir or default_dir()) / f"cifar10-{kind}-v{VERSION}-{digest[:20]}"
+    names = [stem.with_suffix(".npz")] + ([Path(f"{stem}-{size[0]}x{size[1]}.npz")] if size else [])
+    for f in names:
+        if not f.exists():
+            continue
         try:
-            with np.load(f, allow_pickle=False) as z:
-                arrays = tuple(z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
-            return arrays, {**meta, "cache": str(f), "cache_hit": True}
+            arrays, info = _read(f)
+            return arrays, {**meta, **info, "cache": str(f), "cache_hit": True}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
             print(f"warning: ignoring corrupt cache {f}", file=sys.stderr)
     t = time.perf_counter()
     print(f"decoding {kind} data from {path or 'keras download'} (once; cached afterwards)", file=sys.stderr)
-    arrays = reader(path)
+    arrays, info = reader(path, size)
+    f = names[-1] if info.get("resized") else names[0]
     try:
         with atomic_path(f) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
+                np.savez(fh, **dict(zip(KEYS, arrays)), info=np.asarray(json.dumps(info)))
         # A killed run leaves its temporary file (kill -9 skips cleanup), as big as the cache.
         # One still being written by a concurrent run only costs that run its (optional) write.
         for stale in f.parent.glob(f".{f.name}.*.tmp"):
             stale.unlink(missing_ok=True)
     except OSError as e:  # a read-only home must not stop training
         print(f"warning: could not write cache {f}: {e}", file=sys.stderr)
-    return arrays, {**meta, "cache": str(f), "cache_hit": False, "decode_s": round(time.perf_counter() - t, 2)}
+    return arrays, {**meta, **info, "cache": str(f), "cache_hit": False,
+                    "decode_s": round(time.perf_counter() - t, 2)}
