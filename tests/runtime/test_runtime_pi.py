@@ -117,3 +117,33 @@ def test_emulated_pi_profiles_a_model(tiny_bundle, tmp_path, name):
     ops = {row["block"] for row in doc["rows"]}
     assert ("CONV_2D" in ops) if name.endswith(".tflite") else (ops & {"Conv", "FusedConv"})
     assert sum(row["share"] for row in doc["rows"]) == pytest.approx(100)
+
+
+def test_emulated_pi_reads_an_image_folder_as_x86_does(tiny_bundle, tmp_path):
+    """`--data FOLDER` with what a Pi installs (numpy, Pillow, the runtimes): the same images,
+    labels and probabilities as on x86. The folder holds the bundle's test images at 40x40, so
+    both sides also resize them to the model's 32x32."""
+    from PIL import Image
+    with np.load(tiny_bundle / "test.npz") as z:
+        x, y = z["x"][:40], z["y"][:40]
+    for split in ("train", "test"):
+        for i, (img, label) in enumerate(zip(x, y)):
+            d = tmp_path / "imgs" / split / f"class{label}"
+            d.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).resize((40, 40), Image.BILINEAR).save(d / f"{i:03d}.png")
+    model, args = str(tiny_bundle / "float32.onnx"), ("--data", str(tmp_path / "imgs"), "--runs", "2", "--warmup", "0")
+    r = run_cli("runtime.bench", "--model", model, *args, "--no-progress", "--json", tmp_path / "x.json",
+                "--save-probs", tmp_path / "x.npz")
+    assert r.returncode == 0, r.stderr
+    env = {**os.environ, "PI": "5", "PI_PATH": str(REPO)}
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run([str(TOOL), "-m", "runtime.bench", "--model", model, *args, "--no-progress",
+                        "--json", str(tmp_path / "r.json"), "--save-probs", str(tmp_path / "p.npz")],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pi, x86 = (json.loads((tmp_path / f).read_text()) for f in ("r.json", "x.json"))
+    assert pi["provenance"]["device"]["arch"] == "aarch64"
+    assert pi["data"]["count"] == x86["data"]["count"] and pi["data"]["classes"] == x86["data"]["classes"]
+    assert pi["rows"][0]["accuracy"] == x86["rows"][0]["accuracy"]
+    with np.load(tmp_path / "p.npz") as p, np.load(tmp_path / "x.npz") as q:
+        assert np.abs(p[model] - q[model]).max() <= 1e-5
