@@ -141,6 +141,11 @@ class Lowering:
     # every op, "float-island" (the formula's ops left in float), "table" (sigmoid terms folded
     # into ONNX Runtime's table lookups)
     onnx_int8: str = "quantize"
+    # fitted per model: `family(*params)` is the formula with one layer's constants, fitted at
+    # export by `fit(samples of that layer's inputs) -> (params, rms)` (export/gate_fit.py);
+    # `fn` (the shipped constants) is what a layer without its own constants computes
+    family: Callable | None = None
+    fit: Callable | None = None
 
     def __call__(self, x):
         return self.fn(x)
@@ -171,6 +176,19 @@ LOWERINGS["lrsgate"] = Lowering(
     _lrsgate(*LRSGATE), False,
     "x*sigmoid(2.26906 leaky_relu(x + 0.62914, 0.5431) - 0.15497): two table lookups and a QLinearMul "
     "in ONNX Runtime, every op an integer kernel", _bound_error(_lrsgate64(*LRSGATE)), onnx_int8="table")
+
+
+def _fit_lrsgate(samples):
+    from export.gate_fit import fit_lrsgate
+    return fit_lrsgate(samples, LRSGATE)
+
+
+# The same formula with each TanhExp layer's constants fitted to that layer's inputs on the
+# calibration sample, at export: the shipped constants are the seed net's, and do not carry over
+# to other networks (export/gate_fit.py).
+LOWERINGS["lrsgate_fit"] = replace(
+    LOWERINGS["lrsgate"], doc="lrsgate with (a, alpha, t, b) least-squares fitted per layer to its inputs on the "
+    "calibration sample", family=_lrsgate, fit=_fit_lrsgate)
 
 # export mode -> lowering (measured: docs/lowering.md, docs/results/lowering.json).
 # Float modes MUST compute the training function (exports are checked against Keras at 1e-5),
@@ -211,43 +229,64 @@ def choose(mode: str, fmt: str | None = None) -> str:
 class LoweredTanhExp(keras.layers.Layer):
     """TanhExp computed by LOWERINGS[lowering] (elementwise part only)."""
 
-    def __init__(self, lowering: str = "bounded3", **kwargs):
+    def __init__(self, lowering: str = "bounded3", params=None, **kwargs):
         super().__init__(**kwargs)
         if lowering not in LOWERINGS:
             raise ValueError(f"unknown lowering {lowering!r}; choose from {sorted(LOWERINGS)}")
-        self.lowering = lowering
+        if params is not None and LOWERINGS[lowering].family is None:
+            raise ValueError(f"lowering {lowering!r} takes no per-layer constants")
+        self.lowering, self.params = lowering, (None if params is None else [float(v) for v in params])
+        self._fn = LOWERINGS[lowering] if params is None else LOWERINGS[lowering].family(*self.params)
 
     def call(self, x):
-        return LOWERINGS[self.lowering](x)
+        return self._fn(x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "lowering": self.lowering}
+        return {**super().get_config(), "lowering": self.lowering, "params": self.params}
 
 
 # --- model rewrite --------------------------------------------------------------------------
 
-def lowered_copy(model: keras.Model, lowering: str, clone_layer=None) -> keras.Model:
+def lowered_copy(model: keras.Model, lowering: str, clone_layer=None, params: dict | None = None) -> keras.Model:
     """A clone of `model` whose TanhExp layers compute `lowering`; weights copied. ReLU models come
     back as clones; nested models are lowered recursively. `clone_layer(layer)` may return a
-    replacement for any layer first (None: the default), which is how experiments fuse layers."""
+    replacement for any layer first (None: the default), which is how experiments fuse layers.
+    params: {TanhExp layer name: constants} for a fitted lowering (`fit_params`)."""
     if lowering not in LOWERINGS:
         raise ValueError(f"unknown lowering {lowering!r}; choose from {sorted(LOWERINGS)}")
+    params = params or {}
 
     def clone(layer):
         if isinstance(layer, keras.Model):
-            return lowered_copy(layer, lowering, clone_layer)
+            return lowered_copy(layer, lowering, clone_layer, params)
         new = clone_layer(layer) if clone_layer else None
         if new is not None:
             return new
         if isinstance(layer, TanhExp):
-            return LoweredTanhExp(lowering, name=layer.name, dtype=layer.dtype_policy)
+            return LoweredTanhExp(lowering, params.get(layer.name), name=layer.name, dtype=layer.dtype_policy)
         return layer.__class__.from_config(layer.get_config())
 
     out = keras.models.clone_model(model, clone_function=clone)
     out.set_weights(model.get_weights())
+    return out
+
+
+def fit_params(model: keras.Model, lowering: str, images: np.ndarray) -> dict:
+    """{TanhExp layer name: {"params": constants, "rms": error on its inputs}} for a fitted
+    lowering, from float model inputs `images` (the calibration sample); {} for the others.
+    Only the model's own top-level TanhExp layers are fitted; nested ones keep the shipped constants."""
+    low = LOWERINGS[lowering]
+    acts = [layer for layer in model.layers if isinstance(layer, TanhExp)]
+    if low.fit is None or not acts:
+        return {}
+    from export.gate_fit import layer_inputs
+    out = {}
+    for name, v in layer_inputs(model, images, acts, n=20_000).items():
+        p, rms = low.fit(v)
+        out[name] = {"params": [round(q, 6) for q in p], "rms": round(rms, 6)}
     return out
 
 

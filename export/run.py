@@ -186,7 +186,15 @@ class Job:
         """The model as exported for `mode` (and `fmt`): TanhExp layers replaced by the chosen lowering."""
         from export.lowering import choose, lowered_copy
         name = choose(mode, fmt)
-        return self.memo(("lowered", name), lambda: lowered_copy(self.model, name))
+        params = {k: v["params"] for k, v in self.lowering_fit(mode, fmt).items()}
+        return self.memo(("lowered", name), lambda: lowered_copy(self.model, name, params=params))
+
+    def lowering_fit(self, mode: str, fmt: str | None = None) -> dict:
+        """A fitted lowering's per-layer constants (export.lowering.fit_params), fitted once on the
+        calibration sample (training split); {} for a lowering with fixed constants."""
+        from export.lowering import choose, fit_params
+        name = choose(mode, fmt)
+        return self.memo(("fit", name), lambda: fit_params(self.model, name, self.calib()))
 
     def calib_uint8(self) -> np.ndarray:
         return self.memo("calib", lambda: calibration_sample(self.splits.x_train, self.cfg.calib_size,

@@ -166,3 +166,39 @@ def test_onnx_standard_ops_only():
     x = _images(4)
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert np.abs(got - model(x).numpy()).max() <= 1e-5
+
+
+# --- fitted constants -----------------------------------------------------------------------
+
+def test_gate_fit_recovers_known_constants_and_beats_the_shipped_ones():
+    """The numpy Levenberg-Marquardt fit against an lrsgate of known constants (it must find
+    them), and against TanhExp on inputs unlike the seed net's (it must do better than the seed's)."""
+    from export.gate_fit import fit_lrsgate, lrsgate64, tanhexp64
+    from export.lowering import LRSGATE
+    x = np.random.default_rng(0).normal(-1.0, 2.5, 20_000)
+    true = (1.7, 0.3, -0.2, 0.4)
+    p, rms = fit_lrsgate(x, LRSGATE, iters=2000, target=lambda v: lrsgate64(true, v))
+    np.testing.assert_allclose(p, true, atol=2e-3)
+    p, rms = fit_lrsgate(x, LRSGATE)
+    shipped = np.sqrt(np.mean((lrsgate64(LRSGATE, x) - tanhexp64(x)) ** 2))
+    assert rms < 0.9 * shipped
+    # independent check of the reported error: numpy's x * tanh(e^x) directly
+    assert rms == pytest.approx(np.sqrt(np.mean((lrsgate64(p, x) - x * np.tanh(np.exp(x))) ** 2)), rel=1e-6)
+
+
+def test_fitted_lowering_gives_each_layer_its_constants():
+    from export.lowering import fit_params
+    model = _tiny()
+    x = np.random.default_rng(1).uniform(0, 1, (16, *model.input_shape[1:])).astype(np.float32)
+    fits = fit_params(model, "lrsgate_fit", x)
+    names = [layer.name for layer in model.layers if isinstance(layer, TanhExp)]
+    assert sorted(fits) == sorted(names) and all(len(f["params"]) == 4 for f in fits.values())
+    low = lowered_copy(model, "lrsgate_fit", params={k: v["params"] for k, v in fits.items()})
+    lowered = [layer for layer in low.layers if isinstance(layer, LoweredTanhExp)]
+    assert [layer.params for layer in lowered] == [fits[n]["params"] for n in names]
+    # each layer computes x * sigmoid(a * leaky_relu(x - t, alpha) + b) with its own constants
+    from export.gate_fit import lrsgate64
+    for layer in lowered:
+        v = np.linspace(-6, 4, 101, dtype=np.float32)[None, :]
+        np.testing.assert_allclose(layer(v).numpy(), lrsgate64(layer.params, v.astype(np.float64)), atol=2e-6)
+    assert fit_params(model, "lrsgate", x) == {}  # fixed constants: nothing to fit

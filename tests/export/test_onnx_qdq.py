@@ -129,3 +129,22 @@ def test_exported_int8_onnx_runs_integer_kernels_only(bundle, manifest):
     assert a["optimized_graph"]["ops"]["QLinearConv"] == 2 and a["optimized_graph"]["ops"]["QLinearSigmoid"] >= 2
     ops = {n.op_type for n in onnx.load(str(bundle / "int8.onnx")).graph.node}
     assert not ops & {"Exp", "Tanh", "Elu"}
+
+
+def test_fitted_lowering_is_recorded_and_runs_integer_kernels_only(tanhexp_run, tmp_path, monkeypatch):
+    """With `lrsgate_fit` as the ONNX int8 choice each TanhExp layer's constants are fitted on the
+    calibration sample, written to the manifest, and the graph still has no float op."""
+    import onnx
+
+    from export import lowering as L
+    from export.api import export
+    from export.config import ExportConfig
+    monkeypatch.setitem(L.FORMAT_DEFAULTS, ("onnx", "int8"), "lrsgate_fit")
+    m = export(ExportConfig(format="onnx", quant=["int8"], run=str(tanhexp_run), out=str(tmp_path / "b"),
+                            calib_size=40), log=lambda s: None)
+    (a,) = m["artifacts"]
+    assert a["lowering"] == "lrsgate_fit" and len(a["lowering_fit"]) == 2
+    fits = [f["params"] for f in a["lowering_fit"].values()]
+    assert fits[0] != fits[1] and all(f != list(L.LRSGATE) for f in fits)  # each layer its own
+    assert a["optimized_graph"]["float_ops"] == {}, a["optimized_graph"]
+    assert not {n.op_type for n in onnx.load(str(tmp_path / "b" / "int8.onnx")).graph.node} & {"Exp", "Tanh", "Elu"}
