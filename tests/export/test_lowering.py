@@ -16,7 +16,7 @@ from train.activations import TanhExp, tanhexp_numpy
 
 L = keras.layers
 # what the exporter ships (experiments may register more into LOWERINGS)
-SHIPPED = ["naive", "bounded3", "elu3", "lrsgate"]
+SHIPPED = ["naive", "bounded3", "elu3", "lrsgate", "lrsgate_fit"]
 STRUCTURES = SHIPPED
 
 
