@@ -89,7 +89,7 @@ def export_one(job: Job, fmt: str, mode: str, out: Path, ref, splits, log=_log, 
              "size_bytes": path.stat().st_size, "input": io["input"], "output": io["output"],
              "ops": opcheck.unique(ops), "op_counts": opcheck.counts(ops),
              "lowering": extras.pop("lowering", None), "export_seconds": round(seconds, 2),
-             **({"lowering_fit": job.lowering_fit(mode, fmt)} if job.lowering(mode, fmt) and job.lowering_fit(mode, fmt) else {}),
+             **({"lowering_fit": fit} if (fit := job.lowering(mode, fmt) and job.lowering_fit(mode, fmt)) else {}),
              **({"transposes": ops.count("Transpose")} if fmt == "onnx" else {}),
              **extras, "parity": parity}
     log(f"{fmt}/{mode}: wrote {path} ({entry['size_bytes'] / 1024:.1f} KB) in {seconds:.1f} s; "
