@@ -125,6 +125,10 @@ def _export(cfg: ExportConfig, run, out: Path, manifest: dict | None, log) -> di
         splits = load_splits(run)  # before TensorFlow: a data problem is reported in a second
         log(f"export {cfg.format} {' '.join(cfg.modes())} of {run.dir} -> {out}")
         model = load_model(run.model_path)
+    outputs_n = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if outputs_n is not None and outputs_n != len(splits.classes):
+        raise BadInput(f"the model outputs {outputs_n} classes; the data has {len(splits.classes)} "
+                       f"({', '.join(splits.classes)})")
     resized = fit_images(splits, model)
     if resized:
         was = "images of mixed sizes" if resized["from"] == "mixed" else f"images of {resized['from'][0]}x{resized['from'][1]}"

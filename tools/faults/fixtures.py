@@ -45,17 +45,18 @@ def png(img: np.ndarray) -> bytes:
 
 def imagefolder(root: Path, skip_class: str | None = None, extra_class: str | None = None,
                 odd_size: int | None = None) -> Path:
-    """train/<class>/NNNN.png and test/<class>/NNNN.png; optionally with one class missing,
-    one unknown class folder, or one image of the wrong size."""
+    """train/<class>/NNNN.png and test/<class>/NNNN.png; optionally with one class missing from
+    test, one class folder only train has, or one image of the wrong size. (Class names are the
+    folder names, so a class absent from both splits, or present in both, is a valid data set.)"""
     for split, seed in (("train", 1), ("test", 2)):
         x, y = images(PER_CLASS[split] * 10, seed)
         for i, (img, lab) in enumerate(zip(x, y)):
-            if CLASSES[lab] == skip_class:
+            if CLASSES[lab] == skip_class and split == "test":
                 continue
             d = root / split / CLASSES[lab]
             d.mkdir(parents=True, exist_ok=True)
             (d / f"{i:04d}.png").write_bytes(png(img))
-        if extra_class:
+        if extra_class and split == "train":
             (root / split / extra_class).mkdir(parents=True, exist_ok=True)
             (root / split / extra_class / "0000.png").write_bytes(png(x[0]))
     if odd_size:

@@ -142,7 +142,8 @@ def test_cache_write_removes_a_killed_writers_temporary(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / f".{final}.dead1.tmp").write_bytes(b"half")
     (tmp_path / "c" / ".other.npz.x.tmp").write_bytes(b"not ours")
-    got, meta = cache.cached("test", str(tmp_path / "src.npz"), lambda p: arrays, tmp_path / "c")
+    got, meta = cache.cached("test", str(tmp_path / "src.npz"),
+                             lambda p, size: (arrays, {"classes": ["a"], "split": {}, "resized": None}), tmp_path / "c")
     assert not meta["cache_hit"] and all(np.array_equal(a, b) for a, b in zip(got, arrays))
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".other.npz.x.tmp", final]
     with zipfile.ZipFile(tmp_path / "c" / final) as z:
