@@ -192,8 +192,10 @@ class Job:
     def lowering_fit(self, mode: str, fmt: str | None = None) -> dict:
         """A fitted lowering's per-layer constants (export.lowering.fit_params), fitted once on the
         calibration sample (training split); {} for a lowering with fixed constants."""
-        from export.lowering import choose, fit_params
+        from export.lowering import LOWERINGS, choose, fit_params
         name = choose(mode, fmt)
+        if LOWERINGS[name].fit is None:  # fixed constants: no calibration images needed
+            return {}
         return self.memo(("fit", name), lambda: fit_params(self.model, name, self.calib()))
 
     def calib_uint8(self) -> np.ndarray:
